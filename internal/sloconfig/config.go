@@ -1,0 +1,154 @@
+package sloconfig
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Limits and defaults of the file format (see docs/slo-config.md).
+const (
+	DefaultImportance = 100
+	MinImportance     = 1
+	MaxImportance     = 1000
+	DefaultTarget     = 0.99
+	MaxLatencyBudget  = 10 * time.Second
+	// MaxFileSize guards against pointing --slo.config-file at something
+	// that is not an SLO config; 1 MiB holds tens of thousands of entries.
+	MaxFileSize = 1 << 20
+)
+
+// SLO is one entry of the config, with defaults applied.
+type SLO struct {
+	// Cgroup is the pattern as written: a path from the cgroup hierarchy
+	// root ("/ls") or a glob ("/kubepods.slice/*/*", "/batch/**").
+	Cgroup        string
+	LatencyBudget time.Duration
+	Importance    int
+	Target        float64
+	// Line is where the entry starts in the source file, for messages.
+	Line int
+}
+
+// IsGlob reports whether the entry's cgroup is a pattern rather than one
+// exact path.
+func (s SLO) IsGlob() bool {
+	p, err := compilePattern(s.Cgroup)
+	return err == nil && !p.isLiteral
+}
+
+// Config is a validated SLO config. Treat it as read-only: the Watcher
+// hands the same *Config to every reader, and Match builds its lookup
+// index once, on first use.
+type Config struct {
+	SLOs   []SLO
+	Source string // file name given to Parse or Load
+
+	once  sync.Once
+	exact map[string]int // literal path -> index into SLOs
+	globs []glob         // in file order
+}
+
+type glob struct {
+	elems []string
+	slo   int
+}
+
+// Load reads and parses the file at path; see Parse.
+func Load(path string) (*Config, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read SLO config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read SLO config %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// Parse validates data as an SLO config. source names the file in error
+// messages. On any problem it returns nil and an ErrorList with every
+// problem found, so the whole file can be fixed in one pass.
+func Parse(data []byte, source string) (*Config, error) {
+	p := parser{src: source}
+	slos := p.parse(data)
+	if len(p.errs) > 0 {
+		return nil, p.errs.sorted()
+	}
+	c := &Config{SLOs: slos, Source: source}
+	c.once.Do(c.buildIndex)
+	return c, nil
+}
+
+// Match returns the SLO that applies to a concrete cgroup path such as
+// "/ls" or "/kubepods.slice/pod1/ctr" ("/" is the root; surrounding
+// slashes are ignored). An entry naming the exact path wins over globs;
+// among globs the first in file order wins.
+func (c *Config) Match(cgroupPath string) (SLO, bool) {
+	c.once.Do(c.buildIndex)
+	norm := "/" + strings.Trim(cgroupPath, "/")
+	if i, ok := c.exact[norm]; ok {
+		return c.SLOs[i], true
+	}
+	if len(c.globs) == 0 {
+		return SLO{}, false
+	}
+	name := splitPath(norm)
+	for _, g := range c.globs {
+		if matchElems(g.elems, name) {
+			return c.SLOs[g.slo], true
+		}
+	}
+	return SLO{}, false
+}
+
+func (c *Config) buildIndex() {
+	c.exact = make(map[string]int)
+	for i, s := range c.SLOs {
+		p, err := compilePattern(s.Cgroup)
+		if err != nil {
+			continue // only hand-built configs get here; such entries match nothing
+		}
+		if !p.isLiteral {
+			c.globs = append(c.globs, glob{elems: p.elems, slo: i})
+		} else if _, dup := c.exact[p.literal]; !dup {
+			c.exact[p.literal] = i
+		}
+	}
+}
+
+// fileSLO is the on-disk shape of an entry, used to write canonical YAML.
+type fileSLO struct {
+	Cgroup        string   `yaml:"cgroup"`
+	LatencyBudget Duration `yaml:"latencyBudget"`
+	Importance    int      `yaml:"importance"`
+	Target        float64  `yaml:"target"`
+}
+
+// Marshal writes the config in canonical form: every field explicit,
+// defaults filled in, durations as time.Duration.String. Parse(Marshal(c))
+// yields the same SLOs apart from Line.
+func (c *Config) Marshal() ([]byte, error) {
+	out := struct {
+		SLOs []fileSLO `yaml:"slos"`
+	}{SLOs: make([]fileSLO, 0, len(c.SLOs))}
+	for _, s := range c.SLOs {
+		out.SLOs = append(out.SLOs, fileSLO{s.Cgroup, Duration(s.LatencyBudget), s.Importance, s.Target})
+	}
+	return yaml.Marshal(out)
+}
