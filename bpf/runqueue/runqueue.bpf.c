@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * runqueue.bpf.c: observe-mode run-queue latency per cgroup.
+ *
+ * A task's wait starts when it becomes runnable (sched_wakeup,
+ * sched_wakeup_new, or being switched out while still TASK_RUNNING, i.e.
+ * preempted) and ends when sched_switch picks it as `next`. The wait is
+ * charged to the cgroup of the task that waited, read from `next` itself:
+ * bpf_get_current_cgroup_id() would name the waker or `prev`.
+ *
+ * Example: a latency probe in /ls wakes at t=0 while a hog from /batch runs;
+ * the tick preempts the hog at t=3.1 ms and picks the probe. We record
+ * 3.1 ms in /ls's histogram, judge it against /ls's 2 ms budget (a miss),
+ * count one preemption of /batch by /ls, and start /batch's own wait.
+ *
+ * Maps userspace reads: cg_stats (per cgroup), preempts (victim, by) pairs,
+ * overload (mmapable, one u32 per SLO slot) and drops (per-CPU counters).
+ * Userspace writes slos (budget, slot) and deletes entries of removed
+ * cgroups; cgroup_rmdir removes stats in-kernel as soon as a cgroup dies.
+ */
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "slo_account.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader: which hierarchy cgroup ids come from. */
+const volatile bool use_cgroup2 = true;
+const volatile int v1_hierarchy_id = 0;
+
+enum drop_reason {
+	DROP_MAP_FULL,
+	DROP_NO_STORAGE,
+	DROP_MAX,
+};
+
+struct wait_mark {
+	u64 since_ns;	/* 0 when the task is not waiting */
+	u64 cgid;	/* cgroup whose waiting count holds this task */
+};
+
+struct preempt_key {
+	u64 victim;
+	u64 by;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct wait_mark);
+} task_wait SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);	/* resized by the loader */
+	__type(key, u64);
+	__type(value, struct cg_stats);
+} cgroup_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLO_MAX_SLOTS);
+	__type(key, u64);
+	__type(value, struct slo_entry);
+} slos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SLO_MAX_SLOTS);
+	__type(key, u32);
+	__type(value, u32);
+} overload SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct preempt_key);
+	__type(value, u64);
+} preempts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} drops SEC(".maps");
+
+/* A zeroed cg_stats to insert from: the struct is too big for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct cg_stats);
+} zero_stats SEC(".maps");
+
+static __always_inline void drop(u32 reason)
+{
+	u64 *c = bpf_map_lookup_elem(&drops, &reason);
+
+	if (c)
+		(*c)++;
+}
+
+static __always_inline u64 task_cgid(struct task_struct *p)
+{
+	if (use_cgroup2)
+		return p->cgroups->dfl_cgrp->kn->id;
+	return p->cgroups->subsys[bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id)]->cgroup->kn->id;
+}
+
+static __always_inline struct cg_stats *stats_of(u64 cgid)
+{
+	struct cg_stats *s = bpf_map_lookup_elem(&cgroup_stats, &cgid);
+	u32 zero = 0;
+	struct cg_stats *init;
+
+	if (s)
+		return s;
+	init = bpf_map_lookup_elem(&zero_stats, &zero);
+	if (!init)
+		return NULL;
+	/* NOEXIST: another CPU may have inserted it meanwhile; that's fine. */
+	bpf_map_update_elem(&cgroup_stats, &cgid, init, BPF_NOEXIST);
+	s = bpf_map_lookup_elem(&cgroup_stats, &cgid);
+	if (!s)
+		drop(DROP_MAP_FULL);
+	return s;
+}
+
+static __always_inline void start_wait(struct task_struct *p, u64 now)
+{
+	struct wait_mark *m;
+	struct cg_stats *s;
+
+	m = bpf_task_storage_get(&task_wait, p, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!m) {
+		drop(DROP_NO_STORAGE);
+		return;
+	}
+	if (m->since_ns)
+		return;	/* already waiting: keep the earliest start */
+	m->since_ns = now;
+	m->cgid = task_cgid(p);
+	s = stats_of(m->cgid);
+	if (s)
+		__sync_fetch_and_add(&s->waiting, 1);
+}
+
+static __always_inline void count_preemption(u64 victim, u64 by)
+{
+	struct preempt_key k = { .victim = victim, .by = by };
+	u64 one = 1, *c;
+
+	c = bpf_map_lookup_elem(&preempts, &k);
+	if (c) {
+		__sync_fetch_and_add(c, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&preempts, &k, &one, BPF_NOEXIST) && !bpf_map_lookup_elem(&preempts, &k))
+		drop(DROP_MAP_FULL);
+}
+
+static __always_inline void end_wait(struct task_struct *p, u64 now)
+{
+	struct wait_mark *m;
+	struct cg_stats *s, *from;
+	struct slo_entry *slo;
+	u64 lat, cgid;
+	u32 *bit;
+	int r;
+
+	m = bpf_task_storage_get(&task_wait, p, NULL, 0);
+	if (!m || !m->since_ns)
+		return;
+	lat = now - m->since_ns;
+	m->since_ns = 0;
+	from = bpf_map_lookup_elem(&cgroup_stats, &m->cgid);
+	if (from)
+		__sync_fetch_and_add(&from->waiting, -1);
+
+	cgid = task_cgid(p);
+	s = stats_of(cgid);
+	if (!s)
+		return;
+	hist_record(s, lat);
+
+	slo = bpf_map_lookup_elem(&slos, &cgid);
+	if (!slo)
+		return;
+	bit = bpf_map_lookup_elem(&overload, &slo->slot);
+	if (!bit)
+		return;
+	r = slo_judge(s, slo, lat, now, *bit);
+	if (r >= 0)
+		*bit = r;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(on_wakeup, struct task_struct *p)
+{
+	start_wait(p, bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(on_wakeup_new, struct task_struct *p)
+{
+	start_wait(p, bpf_ktime_get_ns());
+	return 0;
+}
+
+/* Signature since 5.18: (preempt, prev, next, prev_state). */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	u64 now = bpf_ktime_get_ns();
+
+	/* prev_state 0 is TASK_RUNNING: prev was preempted and waits again. */
+	if (prev->pid && prev_state == 0) {
+		start_wait(prev, now);
+		if (next->pid) {
+			u64 victim = task_cgid(prev), by = task_cgid(next);
+
+			if (victim != by)
+				count_preemption(victim, by);
+		}
+	}
+	if (next->pid)
+		end_wait(next, now);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	int hid = use_cgroup2 ? 0 : v1_hierarchy_id;
+	u64 id;
+
+	if (cgrp->root->hierarchy_id != hid)
+		return 0;
+	id = cgrp->kn->id;
+	bpf_map_delete_elem(&cgroup_stats, &id);
+	return 0;
+}

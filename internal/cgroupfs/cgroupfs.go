@@ -1,0 +1,169 @@
+// Package cgroupfs finds the cgroup hierarchy scx-slo charges latency to and
+// maps cgroup ids to paths. A cgroup's id, as BPF reads it from
+// cgroup->kn->id, is the inode number of its directory (true on cgroup2 and
+// on the v1 cpu hierarchy since Linux 5.5), so walking the directory tree
+// and stat-ing each directory yields the id-to-path table.
+package cgroupfs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Hierarchy is one mounted cgroup hierarchy.
+type Hierarchy struct {
+	// Root is the directory the hierarchy is mounted on.
+	Root string
+	// V2 is true for cgroup2; false for the v1 hierarchy holding the cpu
+	// controller.
+	V2 bool
+	// ID is the kernel's hierarchy id (0 for cgroup2), which the BPF side
+	// compares on cgroup_rmdir.
+	ID int
+}
+
+func (h Hierarchy) String() string {
+	if h.V2 {
+		return "cgroup2 at " + h.Root
+	}
+	return fmt.Sprintf("cgroup v1 cpu (hierarchy %d) at %s", h.ID, h.Root)
+}
+
+// Detect picks the hierarchy under mountRoot (normally /sys/fs/cgroup).
+// mode is "auto", "v2" or "v1". auto prefers a unified cgroup2 mount (the
+// normal case), then the v1 cpu hierarchy (where Kubernetes on cgroup v1
+// puts pods), then a hybrid-mode cgroup2 at <mountRoot>/unified.
+func Detect(mountRoot, mode string) (Hierarchy, error) {
+	v2 := func(dir string) (Hierarchy, bool) {
+		if _, err := os.Stat(filepath.Join(dir, "cgroup.controllers")); err == nil {
+			return Hierarchy{Root: dir, V2: true}, true
+		}
+		return Hierarchy{}, false
+	}
+	v1 := func() (Hierarchy, bool) {
+		dir := filepath.Join(mountRoot, "cpu")
+		if _, err := os.Stat(filepath.Join(dir, "cpu.shares")); err != nil {
+			return Hierarchy{}, false
+		}
+		id, err := cpuHierarchyID()
+		if err != nil {
+			return Hierarchy{}, false
+		}
+		return Hierarchy{Root: dir, ID: id}, true
+	}
+	switch mode {
+	case "v2":
+		for _, dir := range []string{mountRoot, filepath.Join(mountRoot, "unified")} {
+			if h, ok := v2(dir); ok {
+				return h, nil
+			}
+		}
+		return Hierarchy{}, fmt.Errorf("--cgroup.hierarchy=v2: no cgroup2 mount at %s or %s/unified", mountRoot, mountRoot)
+	case "v1":
+		if h, ok := v1(); ok {
+			return h, nil
+		}
+		return Hierarchy{}, fmt.Errorf("--cgroup.hierarchy=v1: no v1 cpu hierarchy at %s/cpu", mountRoot)
+	case "auto":
+		if h, ok := v2(mountRoot); ok {
+			return h, nil
+		}
+		if h, ok := v1(); ok {
+			return h, nil
+		}
+		if h, ok := v2(filepath.Join(mountRoot, "unified")); ok {
+			return h, nil
+		}
+		return Hierarchy{}, fmt.Errorf("no cgroup2 or v1 cpu hierarchy under %s", mountRoot)
+	}
+	return Hierarchy{}, fmt.Errorf("--cgroup.hierarchy=%q: must be auto, v2 or v1", mode)
+}
+
+// cpuHierarchyID reads the cpu controller's hierarchy id from /proc/cgroups.
+func cpuHierarchyID() (int, error) {
+	f, err := os.Open("/proc/cgroups")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "cpu" {
+			return strconv.Atoi(fields[1])
+		}
+	}
+	return 0, errors.New("/proc/cgroups has no cpu line")
+}
+
+// ID returns the cgroup id of a directory in the hierarchy.
+func ID(dir string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// Cgroup is one directory of the hierarchy.
+type Cgroup struct {
+	ID    uint64
+	Path  string // relative to the hierarchy root, "/" for the root
+	Depth int    // 0 for the root
+}
+
+// Walk lists every cgroup of the hierarchy. Cgroups removed while walking
+// are skipped, not errors.
+func (h Hierarchy) Walk() ([]Cgroup, error) {
+	var out []Cgroup
+	err := filepath.WalkDir(h.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if p == h.Root {
+				return err
+			}
+			return nil
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		id, err := ID(p)
+		if err != nil {
+			return nil
+		}
+		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, h.Root), "/")
+		depth := 0
+		if rel != "/" {
+			depth = strings.Count(rel, "/")
+		}
+		out = append(out, Cgroup{ID: id, Path: rel, Depth: depth})
+		return nil
+	})
+	return out, err
+}
+
+// Dir returns the directory of a cgroup path.
+func (h Hierarchy) Dir(path string) string {
+	return filepath.Join(h.Root, filepath.FromSlash(path))
+}
+
+// Ancestor returns path cut to at most depth elements ("/" for depth 0).
+func Ancestor(path string, depth int) string {
+	if path == "/" || depth <= 0 {
+		return "/"
+	}
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(parts) <= depth {
+		return path
+	}
+	return "/" + strings.Join(parts[:depth], "/")
+}

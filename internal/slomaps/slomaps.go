@@ -1,0 +1,138 @@
+// Package slomaps reads and writes the three maps every scx-slo BPF program
+// shares (bpf/include/slo_account.h): cgroup_stats, slos and overload. The
+// observe-mode tracer and the scheduler both carry them with identical
+// layouts, so the slo collector has one code path for both modes.
+package slomaps
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/scx-slo/scx-slo/internal/latencyhist"
+)
+
+// MaxSlots must match SLO_MAX_SLOTS in slo_account.h.
+const MaxSlots = 4096
+
+// Stats mirrors struct cg_stats.
+type Stats struct {
+	Hist         [latencyhist.Buckets]uint64
+	Count        uint64
+	SumNs        uint64
+	Deadlines    uint64
+	Misses       uint64
+	Waiting      int64
+	MissRate     uint64
+	LastJudgedNs uint64
+}
+
+// Entry mirrors struct slo_entry.
+type Entry struct {
+	BudgetNs    uint64
+	AllowedMiss uint64
+	Slot        uint32
+	Importance  uint32
+}
+
+// NewEntry builds the kernel's view of one SLO: the allowed miss fraction
+// is kept in the same 32-bit fixed point as the in-kernel EWMA.
+func NewEntry(budgetNs uint64, target float64, importance int, slot uint32) Entry {
+	return Entry{
+		BudgetNs:    budgetNs,
+		AllowedMiss: uint64(math.Round((1 - target) * (1 << 32))),
+		Slot:        slot,
+		Importance:  uint32(importance),
+	}
+}
+
+// Maps holds one program's three shared maps.
+type Maps struct {
+	Stats, SLOs, Overload *ebpf.Map
+}
+
+// ReadStats returns every cgroup's stats, keyed by cgroup id.
+func (m Maps) ReadStats() (map[uint64]*Stats, error) {
+	out := make(map[uint64]*Stats)
+	var id uint64
+	var s Stats
+	it := m.Stats.Iterate()
+	for it.Next(&id, &s) {
+		c := s
+		out[id] = &c
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading cgroup_stats: %w", err)
+	}
+	return out, nil
+}
+
+// Overloaded reads one slot's overload bit.
+func (m Maps) Overloaded(slot uint32) (bool, error) {
+	var v uint32
+	if err := m.Overload.Lookup(slot, &v); err != nil {
+		return false, fmt.Errorf("reading overload[%d]: %w", slot, err)
+	}
+	return v != 0, nil
+}
+
+// SetOverloaded writes one slot's bit (userspace clears idle cgroups and
+// new slots).
+func (m Maps) SetOverloaded(slot uint32, on bool) error {
+	var v uint32
+	if on {
+		v = 1
+	}
+	return m.Overload.Put(slot, v)
+}
+
+// SyncSLOs makes the slos map equal to want: stale cgroups are deleted,
+// new and changed ones written. A new or moved slot starts not overloaded.
+func (m Maps) SyncSLOs(want map[uint64]Entry) error {
+	var errs []error
+	var id uint64
+	var cur Entry
+	have := make(map[uint64]Entry)
+	it := m.SLOs.Iterate()
+	for it.Next(&id, &cur) {
+		have[id] = cur
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading slos: %w", err)
+	}
+	for id := range have {
+		if _, ok := want[id]; !ok {
+			if err := m.SLOs.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("deleting slo of cgroup %d: %w", id, err))
+			}
+		}
+	}
+	for id, e := range want {
+		old, ok := have[id]
+		if ok && old == e {
+			continue
+		}
+		if !ok || old.Slot != e.Slot {
+			if err := m.SetOverloaded(e.Slot, false); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := m.SLOs.Put(id, e); err != nil {
+			errs = append(errs, fmt.Errorf("writing slo of cgroup %d: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DeleteStats removes the stats of cgroups that no longer exist.
+func (m Maps) DeleteStats(ids []uint64) error {
+	var errs []error
+	for _, id := range ids {
+		if err := m.Stats.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("deleting stats of cgroup %d: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
