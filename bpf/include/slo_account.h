@@ -50,6 +50,11 @@ static __always_inline void hist_record(struct cg_stats *s, u64 lat_ns)
 {
 	u32 b = hist_bucket(lat_ns);
 
+	/* Re-check after hiding b from clang, which would drop the check as
+	 * redundant; the verifier needs it to bound the index. */
+	asm volatile("" : "+r"(b));
+	if (b >= HIST_BUCKETS)
+		return;
 	__sync_fetch_and_add(&s->hist[b], 1);
 	__sync_fetch_and_add(&s->count, 1);
 	__sync_fetch_and_add(&s->sum_ns, lat_ns);

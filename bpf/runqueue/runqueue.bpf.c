@@ -1,3 +1,5 @@
+//go:build ignore
+
 // SPDX-License-Identifier: GPL-2.0
 /*
  * runqueue.bpf.c: observe-mode run-queue latency per cgroup.
