@@ -39,17 +39,41 @@ func (p *parser) failValue(n *yaml.Node, field string, msg string) {
 	p.errs = append(p.errs, &FieldError{Source: p.src, Line: n.Line, Field: field, Value: n.Value, HasValue: true, Msg: msg})
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// parserProblems are the yaml.v3 v3.0.1 errors raised by its parser rather
+// than its scanner. yaml.v3 reports their line 0-based (and leaves out
+// line 0), while scanner errors are 1-based.
+var parserProblems = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"found undefined tag handle",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+}
 
 // failYAML turns a yaml.v3 syntax error into a FieldError with its line.
 func (p *parser) failYAML(err error) {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.fail(line, "", "YAML syntax: "+m[2])
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		p.fail(0, "", "YAML: "+err.Error())
 		return
 	}
-	p.fail(0, "", "YAML: "+strings.TrimPrefix(msg, "yaml: "))
+	line, _ := strconv.Atoi(m[1]) // 0 when absent
+	if contains(parserProblems, m[2]) {
+		line++
+	}
+	if line == 0 {
+		p.fail(0, "", "YAML: "+m[2])
+		return
+	}
+	p.fail(line, "", "YAML syntax: "+m[2])
 }
 
 func (p *parser) parse(data []byte) []SLO {
@@ -78,7 +102,7 @@ func (p *parser) parse(data []byte) []SLO {
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		p.fail(root.Line, "", "document is empty; "+emptyHint)
+		p.fail(doc.Line, "", "document is empty; "+emptyHint)
 		return nil
 	}
 	if root.Kind != yaml.MappingNode {

@@ -1,0 +1,318 @@
+package sloconfig
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+)
+
+// Defaults for watcher options.
+const (
+	DefaultDebounce = 100 * time.Millisecond
+	// fallbackPoll is used when inotify is unavailable (e.g. the
+	// per-user instance limit is reached), so changes are still seen.
+	fallbackPoll = 30 * time.Second
+	// maxLoggedErrors caps the per-error log lines of one rejected reload.
+	maxLoggedErrors = 20
+)
+
+// Watcher keeps the current SLO config of one file and reloads it when the
+// file changes, on SIGHUP (if asked for) and on Reload. A rejected reload
+// keeps the last good config. All methods are safe for concurrent use.
+type Watcher struct {
+	path     string
+	logger   log.Logger
+	debounce time.Duration
+	poll     time.Duration
+	sigs     <-chan os.Signal
+	sighup   bool
+
+	reloadMu sync.Mutex // serialises reloads; guards the fields below
+	lastData []byte     // content of the last reload attempt that read the file
+	lastRead string     // error text of the last failed read, to not repeat it
+
+	mu          sync.Mutex // guards the fields below
+	cur         *Config
+	ok          bool
+	lastSuccess time.Time
+	lastErr     error
+	subs        []chan *Config
+	running     bool
+}
+
+// Option configures a Watcher.
+type Option func(*Watcher)
+
+// WithSIGHUP makes Run reload on SIGHUP for as long as it runs. While Run
+// is active SIGHUP no longer terminates the process.
+func WithSIGHUP() Option { return func(w *Watcher) { w.sighup = true } }
+
+// WithReloadSignals makes Run reload whenever a value arrives on ch; the
+// caller does its own signal.Notify.
+func WithReloadSignals(ch <-chan os.Signal) Option { return func(w *Watcher) { w.sigs = ch } }
+
+// WithDebounce sets how long Run waits after the first file event of a
+// burst before reading the file, so that an editor's truncate-and-write
+// is read once, complete. Default DefaultDebounce.
+func WithDebounce(d time.Duration) Option { return func(w *Watcher) { w.debounce = d } }
+
+// WithPollInterval makes Run also re-read the file every d, for file
+// systems without inotify events (some network and FUSE mounts). Off by
+// default; Run polls every 30s on its own if inotify cannot be set up.
+func WithPollInterval(d time.Duration) Option { return func(w *Watcher) { w.poll = d } }
+
+// NewWatcher loads path; the initial load must succeed. Call Run to start
+// watching.
+func NewWatcher(path string, logger log.Logger, opts ...Option) (*Watcher, error) {
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	w := &Watcher{path: path, logger: log.With(logger, "file", path), debounce: DefaultDebounce}
+	for _, o := range opts {
+		o(w)
+	}
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	w.lastData = data
+	w.cur, w.ok, w.lastSuccess = cfg, true, time.Now()
+	level.Info(w.logger).Log("msg", "SLO config loaded", "slos", len(cfg.SLOs))
+	return w, nil
+}
+
+// Current returns the config in force: the last one that loaded cleanly.
+func (w *Watcher) Current() *Config {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur
+}
+
+// Subscribe returns a channel that holds the current config at once and
+// then each newly accepted config. It has room for one value and keeps
+// only the newest, so a slow reader skips intermediate configs but never
+// misses the latest, and never blocks the watcher. It is never closed.
+func (w *Watcher) Subscribe() <-chan *Config {
+	ch := make(chan *Config, 1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch <- w.cur
+	w.subs = append(w.subs, ch)
+	return ch
+}
+
+// LastReload reports whether the last load or reload was accepted, when a
+// config was last accepted, and why the last reload was rejected (nil if
+// it was not). It feeds scx_slo_config_last_reload_successful and
+// scx_slo_config_last_reload_success_timestamp_seconds.
+func (w *Watcher) LastReload() (ok bool, lastSuccess time.Time, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ok, w.lastSuccess, w.lastErr
+}
+
+// Reload reads and parses the file now, even if it has not changed. On
+// success the new config is published; on failure the last good one stays
+// and the error (an ErrorList for a bad file) is returned.
+func (w *Watcher) Reload() error { return w.reload(true, "request") }
+
+// reload reads the file and, unless forced, skips parsing when the content
+// is what the previous attempt saw: directory watches fire for unrelated
+// files, and Kubernetes ConfigMap swaps fire several events.
+func (w *Watcher) reload(force bool, trigger string) error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	data, err := readLimited(w.path)
+	if err != nil {
+		if !force && err.Error() == w.lastRead {
+			return err
+		}
+		w.lastRead, w.lastData = err.Error(), nil
+		w.reject(err, trigger)
+		return err
+	}
+	w.lastRead = ""
+	if !force && w.lastData != nil && bytes.Equal(data, w.lastData) {
+		return nil
+	}
+	w.lastData = data
+	cfg, err := Parse(data, w.path)
+	if err != nil {
+		w.reject(err, trigger)
+		return err
+	}
+	w.mu.Lock()
+	w.cur, w.ok, w.lastSuccess, w.lastErr = cfg, true, time.Now(), nil
+	for _, ch := range w.subs {
+		select { // replace an unread older config
+		case <-ch:
+		default:
+		}
+		ch <- cfg
+	}
+	w.mu.Unlock()
+	level.Info(w.logger).Log("msg", "SLO config reloaded", "trigger", trigger, "slos", len(cfg.SLOs))
+	return nil
+}
+
+func (w *Watcher) reject(err error, trigger string) {
+	w.mu.Lock()
+	w.ok, w.lastErr = false, err
+	w.mu.Unlock()
+	var list ErrorList
+	if !errors.As(err, &list) {
+		level.Error(w.logger).Log("msg", "SLO config reload failed; keeping the last good config", "trigger", trigger, "err", err)
+		return
+	}
+	level.Error(w.logger).Log("msg", "SLO config rejected; keeping the last good config", "trigger", trigger, "errors", len(list))
+	// One line per problem: a joined multi-line message is unreadable in logfmt.
+	for i, e := range list {
+		if i == maxLoggedErrors {
+			level.Error(w.logger).Log("msg", fmt.Sprintf("%d more errors not shown", len(list)-i))
+			break
+		}
+		level.Error(w.logger).Log("msg", "SLO config error", "err", e)
+	}
+}
+
+// Run watches for changes until ctx is done; it returns nil then. It
+// watches the file's directory (and the directory of its symlink target)
+// rather than the file, because editors replace files by renaming and
+// Kubernetes swaps ConfigMap contents by re-pointing a symlink; both leave
+// a watch on the old file dead.
+func (w *Watcher) Run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		return errors.New("sloconfig: Watcher.Run is already running")
+	}
+	w.running = true
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.running = false
+		w.mu.Unlock()
+	}()
+
+	sigs := w.sigs
+	if w.sighup {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		sigs = mergeSignals(ctx, sigs, ch)
+	}
+
+	var events <-chan fsnotify.Event
+	var fsErrs <-chan error
+	poll := w.poll
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		level.Warn(w.logger).Log("msg", "cannot watch the SLO config for changes; polling instead", "err", err)
+		if poll <= 0 {
+			poll = fallbackPoll
+		}
+	} else {
+		defer fw.Close()
+		events, fsErrs = fw.Events, fw.Errors
+		w.syncWatches(fw)
+	}
+
+	var pollC <-chan time.Time
+	if poll > 0 {
+		t := time.NewTicker(poll)
+		defer t.Stop()
+		pollC = t.C
+	}
+	// The first event of a burst arms the timer; later ones in the window
+	// are covered by the read when it fires, so a steady stream of events
+	// cannot postpone the reload forever.
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	armed := false
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-events:
+			if !armed {
+				armed = true
+				debounce.Reset(w.debounce)
+			}
+		case err := <-fsErrs:
+			level.Warn(w.logger).Log("msg", "file watch error", "err", err)
+		case <-debounce.C:
+			armed = false
+			w.reload(false, "file change")
+			w.syncWatches(fw)
+		case <-sigs:
+			w.reload(true, "signal")
+		case <-pollC:
+			w.reload(false, "poll")
+			if fw != nil {
+				w.syncWatches(fw)
+			}
+		}
+	}
+}
+
+// syncWatches watches the directory of the configured path and of its
+// current symlink target, which changes on every ConfigMap update.
+// A removed directory drops out of fsnotify's watch list by itself.
+func (w *Watcher) syncWatches(fw *fsnotify.Watcher) {
+	dirs := []string{filepath.Dir(w.path)}
+	if target, err := filepath.EvalSymlinks(w.path); err == nil {
+		dirs = append(dirs, filepath.Dir(target))
+	}
+	have := fw.WatchList()
+	for _, d := range dirs {
+		if contains(have, d) {
+			continue
+		}
+		if err := fw.Add(d); err != nil {
+			level.Warn(w.logger).Log("msg", "cannot watch directory of the SLO config", "dir", d, "err", err)
+			continue
+		}
+		have = append(have, d)
+	}
+}
+
+// mergeSignals forwards both channels into one until ctx is done.
+func mergeSignals(ctx context.Context, a, b <-chan os.Signal) <-chan os.Signal {
+	if a == nil {
+		return b
+	}
+	out := make(chan os.Signal, 1)
+	go func() {
+		for {
+			var s os.Signal
+			select {
+			case <-ctx.Done():
+				return
+			case s = <-a:
+			case s = <-b:
+			}
+			select {
+			case out <- s:
+			default: // a reload is already pending
+			}
+		}
+	}()
+	return out
+}
