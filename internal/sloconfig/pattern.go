@@ -75,9 +75,9 @@ func compilePattern(s string) (pattern, error) {
 // detection: "/a\b" and "/ab" are the same entry.
 func (p pattern) key(raw string) string {
 	if p.isLiteral {
-		return p.literal
+		return "path " + p.literal
 	}
-	return raw
+	return "glob " + raw // "/a/\*" (a literal) and "/a/*" differ
 }
 
 // unescape removes path.Match backslash escapes; ok is false when the

@@ -156,6 +156,7 @@ func (w *Watcher) reload(force bool, trigger string) error {
 		w.reject(err, trigger)
 		return err
 	}
+	level.Info(w.logger).Log("msg", "SLO config reloaded", "trigger", trigger, "slos", len(cfg.SLOs))
 	w.mu.Lock()
 	w.cur, w.ok, w.lastSuccess, w.lastErr = cfg, true, time.Now(), nil
 	for _, ch := range w.subs {
@@ -166,7 +167,6 @@ func (w *Watcher) reload(force bool, trigger string) error {
 		ch <- cfg
 	}
 	w.mu.Unlock()
-	level.Info(w.logger).Log("msg", "SLO config reloaded", "trigger", trigger, "slos", len(cfg.SLOs))
 	return nil
 }
 
@@ -231,6 +231,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		events, fsErrs = fw.Events, fw.Errors
 		w.syncWatches(fw)
 	}
+	// Catch changes made between the initial load and the watch being set
+	// up; an unchanged file costs one read.
+	w.reload(false, "start")
 
 	var pollC <-chan time.Time
 	if poll > 0 {
