@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"strings"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scx-slo/scx-slo/collector"
+	"github.com/scx-slo/scx-slo/internal/scxcap"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+)
+
+type enforceFlags struct {
+	on         bool
+	partial    bool
+	keepPinned bool
+	pinDir     string
+}
+
+func addEnforceFlags(cmd *kingpin.CmdClause, f *enforceFlags) {
+	cmd.Flag("enforce", "Load the scx-slo sched_ext scheduler once the kernel is confirmed compatible. --enforce=false (or `scx-slo detach`) removes a pinned one.").BoolVar(&f.on)
+	cmd.Flag("enforce.partial", "Schedule only tasks whose policy is SCHED_EXT; leave the rest to the default scheduler.").BoolVar(&f.partial)
+	cmd.Flag("enforce.keep-pinned", "On exit, leave the scheduler attached (pinned in bpffs) so an upgrade does not flap it.").BoolVar(&f.keepPinned)
+	cmd.Flag("enforce.pin-dir", "bpffs directory for the scheduler's pinned link and maps.").Default("/sys/fs/bpf/scx-slo").StringVar(&f.pinDir)
+}
+
+// enforcerState is what the exporter knows of enforcement; it is also the
+// collector of the scx_slo_enforcer_* metrics.
+type enforcerState struct {
+	requested bool
+	reason    string // why enforcement is off, "" while attached
+	backend   enforcerBackend
+	requestedDesc, attachedDesc *prometheus.Desc
+}
+
+// enforcerBackend is the loaded scheduler's side; nil when not enforcing.
+type enforcerBackend interface {
+	prometheus.Collector
+	Maps() (slomaps.Maps, bool)
+	Attached() bool
+	Stop()
+}
+
+func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger) (*enforcerState, error) {
+	e := &enforcerState{
+		requested:     f.on,
+		requestedDesc: prometheus.NewDesc("scx_slo_enforcer_requested", "1 if --enforce was given.", nil, nil),
+		attachedDesc:  prometheus.NewDesc("scx_slo_enforcer_attached", "1 while the scx-slo scheduler is attached.", nil, nil),
+	}
+	if !f.on {
+		e.reason = "off (observe mode)"
+		return e, releasePinned(f, logger)
+	}
+	capab, err := scxcap.Probe(node.ScxPaths)
+	if err != nil {
+		level.Warn(logger).Log("msg", "reading sched_ext state", "err", err)
+	}
+	if ok, why := capab.Compatible(); !ok {
+		e.reason = "kernel incompatible: " + strings.Join(why, "; ")
+		level.Warn(logger).Log("msg", "--enforce given but this kernel cannot run the scheduler; observing only", "reasons", strings.Join(why, "; "))
+		return e, nil
+	}
+	b, err := newEnforcerBackend(ctx, f, node, logger)
+	if err != nil {
+		e.reason = "load failed: " + err.Error()
+		level.Error(logger).Log("msg", "could not start the scheduler; observing only", "err", err)
+		return e, nil
+	}
+	e.backend = b
+	return e, nil
+}
+
+func (e *enforcerState) maps() (slomaps.Maps, bool) {
+	if e.backend == nil {
+		return slomaps.Maps{}, false
+	}
+	return e.backend.Maps()
+}
+
+func (e *enforcerState) attached() bool { return e.backend != nil && e.backend.Attached() }
+
+func (e *enforcerState) describe() string {
+	switch {
+	case e.attached():
+		return "attached"
+	case e.backend != nil:
+		return "requested, not attached (see logs and scx_slo_enforcer_exits_total)"
+	}
+	return e.reason
+}
+
+func (e *enforcerState) stop() {
+	if e.backend != nil {
+		e.backend.Stop()
+	}
+}
+
+func (e *enforcerState) Describe(ch chan<- *prometheus.Desc) {
+	ch <- e.requestedDesc
+	ch <- e.attachedDesc
+	if e.backend != nil {
+		e.backend.Describe(ch)
+	}
+}
+
+func (e *enforcerState) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(e.requestedDesc, prometheus.GaugeValue, b2f(e.requested))
+	ch <- prometheus.MustNewConstMetric(e.attachedDesc, prometheus.GaugeValue, b2f(e.attached()))
+	if e.backend != nil {
+		e.backend.Collect(ch)
+	}
+}
+
+// modeCollector exports scx_slo_mode.
+func modeCollector(e *enforcerState) prometheus.Collector {
+	desc := prometheus.NewDesc("scx_slo_mode", "1 for the exporter's current mode.", []string{"mode"}, nil)
+	return collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
+		on := e.attached()
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, b2f(!on), "observe")
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, b2f(on), "enforce")
+	}}
+}
+
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

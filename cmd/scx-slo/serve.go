@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/scx-slo/scx-slo/bpf/runqueue"
+	"github.com/scx-slo/scx-slo/collector"
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/logging"
+	"github.com/scx-slo/scx-slo/internal/scxcap"
+	"github.com/scx-slo/scx-slo/internal/sloconfig"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/slosync"
+)
+
+// DefaultListenAddress: 9817 is outside the ports Prometheus' exporter
+// list had allocated as far as we could check; see README "Port".
+const DefaultListenAddress = ":9817"
+
+func init() { commands = append(commands, registerServe) }
+
+type serveFlags struct {
+	web              *web.FlagConfig
+	log              *logging.Config
+	metricsPath      string
+	noExporterMetric bool
+	sloFile          string
+	resync           time.Duration
+	idleClear        time.Duration
+	hierarchy        string
+	cgroupfs         string
+	sysfs            string
+	maxCgroups       uint32
+	enforce          enforceFlags
+}
+
+func registerServe(app *kingpin.Application) {
+	cmd := app.Command("serve", "Run the exporter (the default command).").Default()
+	f := &serveFlags{}
+	f.web = kingpinflag.AddFlags(cmd, DefaultListenAddress)
+	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.metricsPath)
+	cmd.Flag("web.disable-exporter-metrics", "Exclude the exporter's own go_* and process_* metrics.").BoolVar(&f.noExporterMetric)
+	f.log = logging.AddFlags(cmd)
+	cmd.Flag("slo.config-file", "SLO config (YAML, see docs/slo-config.md). Reloaded on SIGHUP and on change.").StringVar(&f.sloFile)
+	cmd.Flag("slo.resync-interval", "How often to re-walk cgroups and re-apply SLOs to new ones.").Default("1s").DurationVar(&f.resync)
+	cmd.Flag("slo.idle-clear", "Clear the overload bit of an SLO cgroup with no wakeups for this long.").Default("2s").DurationVar(&f.idleClear)
+	cmd.Flag("cgroup.hierarchy", "Which cgroup hierarchy to charge latency to: auto, v2 or v1 (the v1 cpu hierarchy).").Default("auto").EnumVar(&f.hierarchy, "auto", "v2", "v1")
+	cmd.Flag("path.cgroupfs", "Where cgroup hierarchies are mounted.").Default("/sys/fs/cgroup").StringVar(&f.cgroupfs)
+	cmd.Flag("path.sysfs", "sysfs mount point.").Default("/sys").StringVar(&f.sysfs)
+	cmd.Flag("bpf.max-cgroups", "Capacity of the per-cgroup BPF stats map.").Default("16384").Uint32Var(&f.maxCgroups)
+	addEnforceFlags(cmd, &f.enforce)
+	collector.AddFlags(cmd)
+	cmd.Action(func(*kingpin.ParseContext) error { return serve(f) })
+}
+
+// staticConfig stands in for the watcher when no SLO file is given.
+type staticConfig struct{}
+
+func (staticConfig) Current() *sloconfig.Config                { return nil }
+func (staticConfig) LastReload() (bool, time.Time, error)      { return true, time.Time{}, nil }
+func (staticConfig) Subscribe() <-chan *sloconfig.Config       { return nil }
+func (staticConfig) Run(ctx context.Context) error             { <-ctx.Done(); return nil }
+
+type configSource interface {
+	collector.ConfigSource
+	Subscribe() <-chan *sloconfig.Config
+	Run(ctx context.Context) error
+}
+
+func serve(f *serveFlags) error {
+	logger := logging.New(f.log)
+	level.Info(logger).Log("msg", "starting scx-slo", "version", version.Info())
+	if f.resync <= 0 {
+		return fmt.Errorf("--slo.resync-interval=%s: must be positive", f.resync)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+
+	hier, err := cgroupfs.Detect(f.cgroupfs, f.hierarchy)
+	if err != nil {
+		return err
+	}
+	level.Info(logger).Log("msg", "charging latency to cgroups", "hierarchy", hier)
+
+	var cfg configSource = staticConfig{}
+	if f.sloFile != "" {
+		w, err := sloconfig.NewWatcher(f.sloFile, logger, sloconfig.WithSIGHUP())
+		if err != nil {
+			return err
+		}
+		cfg = w
+	}
+
+	node := &collector.Node{
+		Hierarchy: hier,
+		Config:    cfg,
+		ScxPaths:  scxcap.Paths{SchedExt: filepath.Join(f.sysfs, "kernel/sched_ext"), BTF: filepath.Join(f.sysfs, "kernel/btf/vmlinux")},
+		Logger:    logger,
+	}
+	if collector.Enabled("runqueue") || collector.Enabled("slo") || f.enforce.on {
+		t, err := runqueue.Load(runqueue.Options{Hierarchy: hier, MaxCgroups: f.maxCgroups})
+		if err != nil {
+			return fmt.Errorf("%w (observe mode needs BPF tracepoints: run as root on a kernel with BTF, or pass --no-collector.runqueue --no-collector.slo)", err)
+		}
+		defer t.Close()
+		node.Tracer = t
+	}
+
+	enf, err := startEnforcer(ctx, &f.enforce, node, logger)
+	if err != nil {
+		return err
+	}
+	node.Scheduler = enf.maps
+
+	targets := func() []slomaps.Maps {
+		var out []slomaps.Maps
+		if node.Tracer != nil {
+			out = append(out, node.Tracer.Maps())
+		}
+		if m, ok := enf.maps(); ok {
+			out = append(out, m)
+		}
+		return out
+	}
+	var sweepers []func(func(uint64) bool) error
+	if node.Tracer != nil {
+		sweepers = append(sweepers, node.Tracer.DeletePreemptions)
+	}
+	node.Sync = slosync.New(slosync.Options{
+		Hierarchy: hier, Config: cfg.Current, Targets: targets, Sweepers: sweepers,
+		IdleClear: f.idleClear, Logger: logger,
+	})
+	if err := node.Sync.Sync(); err != nil {
+		level.Warn(logger).Log("msg", "first SLO sync incomplete", "err", err)
+	}
+
+	exp, err := collector.New(node)
+	if err != nil {
+		return err
+	}
+	level.Info(logger).Log("msg", "enabled collectors", "collectors", fmt.Sprint(exp.Names()))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(exp, versioncollector.NewCollector("scx_slo"), modeCollector(enf), enf)
+	if !f.noExporterMetric {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+
+	var wg sync.WaitGroup
+	kick := make(chan struct{}, 1)
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = cfg.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		subs := cfg.Subscribe()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c, ok := <-subs:
+				if !ok {
+					subs = nil
+					continue
+				}
+				level.Info(logger).Log("msg", "SLO config applied", "slos", len(c.SLOs))
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { defer wg.Done(); node.Sync.Run(ctx.Done(), f.resync, kick) }()
+	status := newStatusSource(node, enf, cfg)
+	wg.Add(1)
+	go func() { defer wg.Done(); status.sample(ctx) }()
+
+	mux := http.NewServeMux()
+	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, Registry: reg}))
+	mux.HandleFunc("/status", status.serveJSON)
+	mux.HandleFunc("/", status.serveLanding(f.metricsPath))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(srv, f.web, logging.Slog(logger)) }()
+
+	select {
+	case err = <-errc:
+		cancel()
+	case <-ctx.Done():
+		level.Info(logger).Log("msg", "shutting down")
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = srv.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	enf.stop()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// stdLogger adapts go-kit to promhttp's Println logger.
+type stdLogger struct{ l log.Logger }
+
+func (s stdLogger) Println(v ...any) { level.Error(s.l).Log("msg", fmt.Sprint(v...)) }
+
+var _ = os.Stderr

@@ -1,0 +1,75 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scx-slo/scx-slo/internal/scxcap"
+)
+
+// The scx collector reports sched_ext's presence and state: the readings
+// the enforcer consults before it loads the scheduler.
+func init() { registerCollector("scx", true, newScxCollector) }
+
+type scxCollector struct {
+	paths                                      scxcap.Paths
+	supported, state, ops, enableSeq, rejected *prometheus.Desc
+	events, kernel, btf, compatible, why       *prometheus.Desc
+}
+
+func scxDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+}
+
+func newScxCollector(n *Node) (Collector, error) {
+	return &scxCollector{
+		paths:      n.ScxPaths,
+		supported:  scxDesc("scx_supported", "1 if the kernel has sched_ext (/sys/kernel/sched_ext exists)."),
+		state:      scxDesc("scx_state", "1 for sched_ext's current state.", "state"),
+		ops:        scxDesc("scx_ops_info", "The loaded sched_ext scheduler (root/ops).", "ops"),
+		enableSeq:  scxDesc("scx_enable_seq", "sched_ext enable_seq: how many times a BPF scheduler was enabled since boot."),
+		rejected:   scxDesc("scx_nr_rejected", "sched_ext nr_rejected: tasks that could not be switched to the BPF scheduler."),
+		events:     scxDesc("scx_events_total", "sched_ext event counters from root/events.", "event"),
+		kernel:     scxDesc("kernel_info", "The running kernel's release.", "release"),
+		btf:        scxDesc("btf_present", "1 if kernel BTF is at /sys/kernel/btf/vmlinux."),
+		compatible: scxDesc("enforce_compatible", "1 if this kernel can run the scx-slo scheduler."),
+		why:        scxDesc("enforce_incompatible_info", "One series per reason the kernel cannot run the scx-slo scheduler.", "reason"),
+	}, nil
+}
+
+var scxStates = []string{"enabled", "disabled", "enabling", "disabling"}
+
+func (c *scxCollector) Update(ch chan<- prometheus.Metric) error {
+	capab, err := scxcap.Probe(c.paths)
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.kernel, 1, capab.KernelRelease)
+	gauge(c.btf, b2f(capab.BTF))
+	gauge(c.supported, b2f(capab.Supported))
+	if capab.Supported {
+		for _, s := range scxStates {
+			gauge(c.state, b2f(capab.State == s), s)
+		}
+		if capab.Ops != "" {
+			gauge(c.ops, 1, capab.Ops)
+		}
+		ch <- prometheus.MustNewConstMetric(c.enableSeq, prometheus.CounterValue, float64(capab.EnableSeq))
+		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(capab.NrRejected))
+		for name, v := range capab.Events {
+			ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(v), name)
+		}
+	}
+	ok, why := capab.Compatible()
+	gauge(c.compatible, b2f(ok))
+	for _, r := range why {
+		gauge(c.why, 1, r)
+	}
+	return err
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,193 @@
+// Package slosync keeps the BPF side in step with the SLO config and the
+// cgroup tree: it walks the hierarchy, matches every cgroup against the
+// config, assigns each SLO cgroup a stable slot in the overload array,
+// writes the slos map of every loaded program, and sweeps entries of
+// cgroups that no longer exist so nothing leaks.
+package slosync
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"golang.org/x/sys/unix"
+
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/sloconfig"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+)
+
+// Assignment is one cgroup under an SLO.
+type Assignment struct {
+	Cgroup cgroupfs.Cgroup
+	SLO    sloconfig.SLO
+	Slot   uint32
+}
+
+// View is a consistent snapshot of the last pass.
+type View struct {
+	Cgroups map[uint64]cgroupfs.Cgroup
+	SLOs    map[uint64]Assignment
+	Walked  time.Time
+}
+
+// Options configures a Syncer.
+type Options struct {
+	Hierarchy cgroupfs.Hierarchy
+	// Config returns the current SLO config (nil means no SLOs).
+	Config func() *sloconfig.Config
+	// Targets returns the map sets to keep in step (the tracer's, and the
+	// scheduler's while it is attached).
+	Targets func() []slomaps.Maps
+	// Sweepers delete other per-cgroup state of removed cgroups.
+	Sweepers []func(gone func(id uint64) bool) error
+	// IdleClear clears the overload bit of a cgroup with no judged wakeup
+	// for this long: an idle cgroup can't be missing deadlines, and the
+	// in-kernel estimate only moves on wakeups.
+	IdleClear time.Duration
+	Logger    log.Logger
+}
+
+// Syncer does the work; Sync is safe to call from several goroutines.
+type Syncer struct {
+	opts  Options
+	mu    sync.Mutex
+	view  View
+	slots map[uint64]uint32 // cgroup id -> slot, stable while the cgroup lives
+}
+
+// New returns a Syncer; call Sync or Run to populate it.
+func New(opts Options) *Syncer {
+	if opts.Logger == nil {
+		opts.Logger = log.NewNopLogger()
+	}
+	return &Syncer{opts: opts, slots: make(map[uint64]uint32)}
+}
+
+// View returns the last pass's snapshot.
+func (s *Syncer) View() View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.view
+}
+
+// Sync runs one pass.
+func (s *Syncer) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	cgs, err := s.opts.Hierarchy.Walk()
+	if err != nil {
+		return err
+	}
+	cfg := s.opts.Config()
+	view := View{Cgroups: make(map[uint64]cgroupfs.Cgroup, len(cgs)), SLOs: make(map[uint64]Assignment), Walked: time.Now()}
+	for _, cg := range cgs {
+		view.Cgroups[cg.ID] = cg
+	}
+
+	// Release slots of cgroups that are gone or no longer under an SLO,
+	// then hand out the lowest free slots to newcomers.
+	matched := make(map[uint64]sloconfig.SLO)
+	if cfg != nil {
+		for _, cg := range cgs {
+			if slo, ok := cfg.Match(cg.Path); ok {
+				matched[cg.ID] = slo
+			}
+		}
+	}
+	used := make(map[uint32]bool)
+	for id, slot := range s.slots {
+		if _, ok := matched[id]; ok {
+			used[slot] = true
+		} else {
+			delete(s.slots, id)
+		}
+	}
+	next := uint32(0)
+	var errs []error
+	want := make(map[uint64]slomaps.Entry, len(matched))
+	for _, cg := range cgs {
+		slo, ok := matched[cg.ID]
+		if !ok {
+			continue
+		}
+		slot, ok := s.slots[cg.ID]
+		if !ok {
+			for used[next] {
+				next++
+			}
+			if next >= slomaps.MaxSlots {
+				errs = append(errs, errors.New("more SLO cgroups than overload slots; "+cg.Path+" is not enforced"))
+				continue
+			}
+			slot = next
+			used[slot] = true
+			s.slots[cg.ID] = slot
+		}
+		view.SLOs[cg.ID] = Assignment{Cgroup: cg, SLO: slo, Slot: slot}
+		want[cg.ID] = slomaps.NewEntry(uint64(slo.LatencyBudget.Nanoseconds()), slo.Target, slo.Importance, slot)
+	}
+
+	gone := func(id uint64) bool { _, ok := view.Cgroups[id]; return !ok }
+	now := monotonicNs()
+	for _, m := range s.opts.Targets() {
+		if err := m.SyncSLOs(want); err != nil {
+			errs = append(errs, err)
+		}
+		stats, err := m.ReadStats()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var stale []uint64
+		for id := range stats {
+			if gone(id) {
+				stale = append(stale, id)
+			}
+		}
+		if err := m.DeleteStats(stale); err != nil {
+			errs = append(errs, err)
+		}
+		if s.opts.IdleClear > 0 {
+			for id, a := range view.SLOs {
+				st, ok := stats[id]
+				if !ok || now-st.LastJudgedNs > uint64(s.opts.IdleClear.Nanoseconds()) {
+					if on, err := m.Overloaded(a.Slot); err == nil && on {
+						errs = append(errs, m.SetOverloaded(a.Slot, false))
+					}
+				}
+			}
+		}
+	}
+	for _, sweep := range s.opts.Sweepers {
+		errs = append(errs, sweep(gone))
+	}
+	s.view = view
+	return errors.Join(errs...)
+}
+
+// Run syncs every interval and whenever kick receives, until stop closes.
+func (s *Syncer) Run(stop <-chan struct{}, interval time.Duration, kick <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := s.Sync(); err != nil {
+			level.Warn(s.opts.Logger).Log("msg", "SLO sync incomplete", "err", err)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		case <-kick:
+		}
+	}
+}
+
+func monotonicNs() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
