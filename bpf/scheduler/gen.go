@@ -1,0 +1,5 @@
+// Package scheduler holds the scx-slo sched_ext scheduler (scheduler.bpf.c)
+// and its generated bindings; package enforcer loads and attaches it.
+package scheduler
+
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror" -target bpfel -no-global-types -type cg_stats -type slo_entry -type task_ctx -type cg_ctx sched scheduler.bpf.c -- -I../include -I/usr/include/x86_64-linux-gnu

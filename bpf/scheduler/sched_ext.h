@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * sched_ext.h: the sched_ext ABI the scx-slo scheduler uses, declared by
+ * hand instead of a generated vmlinux.h (150k lines for ~15 types).
+ *
+ * Structs the program reads or writes carry preserve_access_index, so
+ * field offsets are CO-RE relocated against the running kernel's BTF; the
+ * "___scx" flavour suffix lets us name a second view of task_struct next
+ * to kernel.h's (CO-RE ignores everything after "___").
+ *
+ * Constants are the 7.3 kernel's values; every one below has kept its
+ * value since sched_ext was merged (6.12), so they are plain macros.
+ *
+ * kfunc names were checked against the 7.3 guest kernel's BTF. Two of
+ * them need care (see the comment at scx_bpf_dsq_insert___v2).
+ */
+#ifndef SCX_SLO_SCHED_EXT_H
+#define SCX_SLO_SCHED_EXT_H
+
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#define SCX_DSQ_FLAG_BUILTIN	(1ULL << 63)
+#define SCX_DSQ_LOCAL		(SCX_DSQ_FLAG_BUILTIN | 2)
+
+#define SCX_ENQ_WAKEUP		(1ULL << 0)
+
+#define SCX_KICK_IDLE		(1ULL << 0)
+#define SCX_KICK_PREEMPT	(1ULL << 1)
+
+#define SCX_OPS_SWITCH_PARTIAL	(1ULL << 3)
+
+#define SCX_OPS_NAME_LEN	128
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct cpumask {
+	unsigned long bits[1];	/* opaque here: only passed back to kfuncs */
+};
+
+struct sched_ext_entity {
+	u64 dsq_vtime;
+	u64 slice;
+	u32 weight;	/* 1..10000 from the task's nice value, 100 at nice 0 */
+};
+
+struct task_struct___scx {
+	int pid;
+	const struct cpumask *cpus_ptr;
+	struct sched_ext_entity scx;
+	struct css_set *cgroups;
+};
+
+enum scx_exit_kind { SCX_EXIT_NONE___slo };
+
+struct scx_exit_info {
+	enum scx_exit_kind kind;
+	s64 exit_code;
+	const char *reason;
+	char *msg;
+};
+
+struct scx_cgroup_init_args {
+	u32 weight;
+	u64 bw_period_us;
+	u64 bw_quota_us;
+	u64 bw_burst_us;
+};
+
+#pragma clang attribute pop
+
+/* Passed by pointer to kfuncs: layout must equal the kernel's exactly. */
+struct scx_bpf_dsq_insert_vtime_args {
+	u64 dsq_id;
+	u64 slice;
+	u64 vtime;
+	u64 enq_flags;
+};
+
+struct bpf_iter_scx_dsq {
+	u64 __opaque[6];
+} __attribute__((aligned(8)));
+
+/*
+ * The ops table. cilium/ebpf copies it into the kernel's struct member by
+ * member *by name*, so only the members we set need to be declared, with
+ * the kernel's sizes.
+ */
+struct sched_ext_ops {
+	s32 (*select_cpu)(struct task_struct *p, s32 prev_cpu, u64 wake_flags);
+	void (*enqueue)(struct task_struct *p, u64 enq_flags);
+	void (*dispatch)(s32 cpu, struct task_struct *prev);
+	void (*tick)(struct task_struct *p);
+	void (*runnable)(struct task_struct *p, u64 enq_flags);
+	void (*running)(struct task_struct *p);
+	void (*stopping)(struct task_struct *p, bool runnable);
+	void (*quiescent)(struct task_struct *p, u64 deq_flags);
+	s32 (*init_task)(struct task_struct *p, void *args);
+	s32 (*cgroup_init)(struct cgroup *cgrp, struct scx_cgroup_init_args *args);
+	void (*cgroup_exit)(struct cgroup *cgrp);
+	void (*cgroup_set_weight)(struct cgroup *cgrp, u32 weight);
+	void (*cgroup_set_bandwidth)(struct cgroup *cgrp, u64 period_us, u64 quota_us, u64 burst_us);
+	s32 (*init)(void);
+	void (*exit)(struct scx_exit_info *ei);
+	u64 flags;
+	u32 timeout_ms;
+	char name[SCX_OPS_NAME_LEN];
+};
+
+/*
+ * kfuncs. On 7.x, scx_bpf_dsq_insert and scx_bpf_dsq_move_to_local have
+ * "___v2" siblings (and "___v2_impl" ones) in the kernel BTF. cilium/ebpf
+ * v0.22.0 resolves a kfunc by its name with the "___suffix" stripped and
+ * then filters with a loop that skips an element after each deletion, so
+ * the plain names fail to load with "multiple matching types", while the
+ * ___v2 names resolve to exactly one function. We therefore call only the
+ * ___v2 variants (present since 6.19; they return bool and take
+ * enq_flags) and list them in internal/scxcap.RequiredKfuncs, so an older
+ * kernel is reported as incompatible instead of failing at load time.
+ */
+extern bool scx_bpf_dsq_insert___v2(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
+extern bool scx_bpf_dsq_move_to_local___v2(u64 dsq_id, u64 enq_flags) __ksym;
+extern bool __scx_bpf_dsq_insert_vtime(struct task_struct *p, struct scx_bpf_dsq_insert_vtime_args *args) __ksym;
+extern s32 scx_bpf_create_dsq(u64 dsq_id, s32 node) __ksym;
+extern s32 scx_bpf_dsq_nr_queued(u64 dsq_id) __ksym;
+extern struct task_struct *scx_bpf_dsq_peek(u64 dsq_id) __ksym;
+extern s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags, bool *is_idle) __ksym;
+extern s32 scx_bpf_pick_idle_cpu(const struct cpumask *cpus_allowed, u64 flags) __ksym;
+extern void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
+extern u32 scx_bpf_nr_cpu_ids(void) __ksym;
+extern u64 scx_bpf_now(void) __ksym;
+extern void scx_bpf_error_bstr(char *fmt, u64 *data, u32 data__sz) __ksym;
+extern int bpf_iter_scx_dsq_new(struct bpf_iter_scx_dsq *it, u64 dsq_id, u64 flags) __ksym;
+extern struct task_struct *bpf_iter_scx_dsq_next(struct bpf_iter_scx_dsq *it) __ksym;
+extern void bpf_iter_scx_dsq_destroy(struct bpf_iter_scx_dsq *it) __ksym;
+extern void scx_bpf_dsq_move_set_vtime(struct bpf_iter_scx_dsq *it__iter, u64 vtime) __ksym;
+extern bool scx_bpf_dsq_move_vtime(struct bpf_iter_scx_dsq *it__iter, struct task_struct *p, u64 dsq_id, u64 enq_flags) __ksym;
+
+#define BPF_STRUCT_OPS(name, args...) SEC("struct_ops/" #name) BPF_PROG(name, ##args)
+#define BPF_STRUCT_OPS_SLEEPABLE(name, args...) SEC("struct_ops.s/" #name) BPF_PROG(name, ##args)
+
+#endif
