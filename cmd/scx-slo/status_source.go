@@ -75,6 +75,9 @@ func (s *statusSource) build() *nodestatus.Status {
 	}
 	view := s.node.Sync.View()
 	maps, haveMaps := s.node.SLOMaps()
+	if delta == nil {
+		delta = make(map[uint64]*slomaps.Stats)
+	}
 	// SLO cgroups get a row even before their first wakeup.
 	for id := range view.SLOs {
 		if _, ok := delta[id]; !ok {

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/scx-slo/scx-slo/internal/lab"
+)
+
+func init() { commands = append(commands, registerLab) }
+
+// In the guest: where scx-slo and its config go, and how the exporter is
+// started (the serve flags belong to serve.go; only these names are used).
+const (
+	labGuestBinary = "/bin/scx-slo"
+	labGuestConfig = "/etc/scx-slo/slo.yaml"
+	labGuestListen = "127.0.0.1" + DefaultListenAddress
+)
+
+var labServeArgs = []string{"serve", "--web.listen-address=" + labGuestListen}
+
+type labFlags struct {
+	cacheDir     string
+	noEnforce    bool
+	noExporter   bool
+	config       string
+	copies       []string
+	timeout      time.Duration
+	readyTimeout time.Duration
+	cpus         int
+	memoryMB     int
+	outDir       string
+	command      []string
+}
+
+func registerLab(app *kingpin.Application) {
+	cmd := app.Command("lab", "Boot a sched_ext-capable Debian kernel under qemu and run scx-slo and a command in it (for tests and experiments; needs qemu-system-x86 and busybox-static).")
+	f := &labFlags{}
+	cmd.Flag("cache-dir", "Where the guest kernel and apt state are cached.").Envar("SCX_SLO_LAB_CACHE").Default(lab.DefaultCacheDir()).StringVar(&f.cacheDir)
+
+	run := cmd.Command("run", "Boot the guest, start scx-slo (with --enforce unless --no-enforce), run CMD and exit with its status.")
+	addLabGuestFlags(run, f)
+	run.Flag("timeout", "Kill the guest after this long.").Default("10m").DurationVar(&f.timeout)
+	run.Flag("out", "Host directory for the files CMD writes under /out in the guest (default: a new temporary directory).").StringVar(&f.outDir)
+	run.Arg("cmd", "Command and arguments to run in the guest (after --).").Required().StringsVar(&f.command)
+	run.Action(func(*kingpin.ParseContext) error { return labRun(f, false) })
+
+	shell := cmd.Command("shell", "Boot the guest like 'lab run' and attach this terminal to a shell in it (Ctrl-A X kills the guest).")
+	addLabGuestFlags(shell, f)
+	shell.Action(func(*kingpin.ParseContext) error { return labRun(f, true) })
+
+	kernel := cmd.Command("kernel", "Download (once) and print the guest kernel's release and paths.")
+	refresh := kernel.Flag("refresh", "Ask apt for a newer kernel even if one is cached.").Bool()
+	btf := kernel.Flag("btf", "Also boot the guest once to copy out its /sys/kernel/btf/vmlinux.").Bool()
+	kernel.Action(func(*kingpin.ParseContext) error { return labKernel(f, *refresh, *btf) })
+}
+
+func addLabGuestFlags(cmd *kingpin.CmdClause, f *labFlags) {
+	cmd.Flag("no-enforce", "Start the exporter without --enforce (measure only).").BoolVar(&f.noEnforce)
+	cmd.Flag("no-exporter", "Do not start scx-slo in the guest at all.").BoolVar(&f.noExporter)
+	cmd.Flag("config", "SLO config to pass as --slo.config-file (copied to "+labGuestConfig+").").ExistingFileVar(&f.config)
+	cmd.Flag("copy", "Copy HOST into the guest at GUEST; without :GUEST executables go to /usr/local/bin, other files to /root. Repeatable.").PlaceHolder("HOST[:GUEST]").StringsVar(&f.copies)
+	cmd.Flag("ready-timeout", "How long to wait for scx-slo to serve metrics (and enable the scheduler).").Default("2m").DurationVar(&f.readyTimeout)
+	cmd.Flag("cpus", "Guest vCPUs.").Default("2").IntVar(&f.cpus)
+	cmd.Flag("memory", "Guest memory in MiB.").Default("2048").IntVar(&f.memoryMB)
+}
+
+func labKernel(f *labFlags, refresh, btf bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ensure := lab.EnsureKernel
+	if refresh {
+		ensure = lab.RefreshKernel
+	}
+	k, err := ensure(ctx, f.cacheDir, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("release  %s\npackage  %s (%s)\nvmlinuz  %s\nconfig   %s\n", k.Release, k.Package, k.Suite, k.Vmlinuz, k.Config)
+	if btf {
+		p, err := k.BTF(ctx, os.Stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("btf      %s\n", p)
+	}
+	return nil
+}
+
+func labRun(f *labFlags, interactive bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	files, err := labFiles(f)
+	if err != nil {
+		return err
+	}
+	k, err := lab.EnsureKernel(ctx, f.cacheDir, os.Stderr)
+	if err != nil {
+		return err
+	}
+	command := f.command
+	if interactive {
+		// cttyhack gives the shell the console as controlling terminal, so
+		// Ctrl-C reaches its children.
+		command = []string{"setsid", "cttyhack", "sh", "-l"}
+	}
+	opts := lab.Options{
+		Kernel:      k,
+		CPUs:        f.cpus,
+		MemoryMB:    f.memoryMB,
+		Timeout:     f.timeout,
+		Command:     []string{labGuestScript(f, command)},
+		Files:       files,
+		Console:     os.Stderr,
+		OutDir:      f.outDir,
+		Interactive: interactive,
+	}
+	fmt.Fprintf(os.Stderr, "lab: booting %s (%d vCPUs, %d MiB)\n", k.Release, f.cpus, f.memoryMB)
+	res, err := lab.Run(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "lab: command exited with status %d (boot %s, total %s); guest /out is in %s\n",
+		res.ExitCode, res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.OutDir)
+	if res.ExitCode != 0 {
+		os.Exit(res.ExitCode)
+	}
+	return nil
+}
+
+// labFiles lists what goes into the guest: this very binary, the config
+// and the --copy files.
+func labFiles(f *labFlags) ([]lab.Copy, error) {
+	var files []lab.Copy
+	if !f.noExporter {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the scx-slo binary to copy into the guest: %w", err)
+		}
+		files = append(files, lab.Copy{Host: self, Guest: labGuestBinary})
+	}
+	if f.config != "" {
+		files = append(files, lab.Copy{Host: f.config, Guest: labGuestConfig})
+	}
+	for _, c := range f.copies {
+		cp, err := parseLabCopy(c)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, cp)
+	}
+	return files, nil
+}
+
+// parseLabCopy reads HOST[:GUEST]; GUEST must be absolute, which also
+// tells a GUEST suffix apart from a colon inside HOST.
+func parseLabCopy(s string) (lab.Copy, error) {
+	host, guest := s, ""
+	if i := strings.LastIndex(s, ":/"); i > 0 {
+		host, guest = s[:i], s[i+1:]
+	}
+	st, err := os.Stat(host)
+	if err != nil {
+		return lab.Copy{}, fmt.Errorf("--copy %q: %w", s, err)
+	}
+	if guest == "" {
+		dir := "/root"
+		if st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			dir = "/usr/local/bin"
+		}
+		guest = dir + "/" + filepath.Base(host)
+	}
+	return lab.Copy{Host: host, Guest: guest}, nil
+}
+
+// labGuestScript is the shell the guest runs: start scx-slo in the
+// background, wait until it serves metrics (and, when enforcing, until
+// sched_ext reports the scheduler enabled), then run the command.
+func labGuestScript(f *labFlags, command []string) string {
+	var b strings.Builder
+	b.WriteString("export PATH=/usr/local/bin:$PATH\ncd /root\n")
+	if !f.noExporter {
+		args := append([]string{labGuestBinary}, labServeArgs...)
+		if !f.noEnforce {
+			args = append(args, "--enforce")
+		}
+		if f.config != "" {
+			args = append(args, "--slo.config-file="+labGuestConfig)
+		}
+		fmt.Fprintf(&b, "%s > /out/scx-slo.log 2>&1 &\n", shellJoin(args))
+		fmt.Fprintf(&b, "pid=$!\nenforce=%t\nready=%d\nurl=http://%s/metrics\n", !f.noEnforce, int(f.readyTimeout/(100*time.Millisecond)), labGuestListen)
+		b.WriteString(`export SCX_SLO_METRICS_URL=$url
+i=0
+while :; do
+	if ! kill -0 $pid 2>/dev/null; then
+		echo "scx-slo lab: scx-slo exited before it was ready; its log:"; cat /out/scx-slo.log; exit 125
+	fi
+	if wget -q -O /dev/null "$url" 2>/dev/null; then
+		if ! $enforce || [ "$(cat /sys/kernel/sched_ext/state 2>/dev/null)" = enabled ]; then break; fi
+	fi
+	i=$((i+1))
+	if [ $i -ge $ready ]; then
+		echo "scx-slo lab: scx-slo not ready (metrics at $url, sched_ext state $(cat /sys/kernel/sched_ext/state)) after --ready-timeout; its log:"
+		cat /out/scx-slo.log; exit 125
+	fi
+	sleep 0.1
+done
+echo "scx-slo lab: scx-slo ready (sched_ext state $(cat /sys/kernel/sched_ext/state), ops $(cat /sys/kernel/sched_ext/root/ops 2>/dev/null))"
+`)
+	}
+	b.WriteString(shellJoin(command) + "\ncode=$?\n")
+	if !f.noExporter {
+		// Stop scx-slo so it detaches the scheduler and flushes its log.
+		b.WriteString("kill -TERM $pid 2>/dev/null\nfor i in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done\n")
+	}
+	b.WriteString("exit $code\n")
+	return b.String()
+}
+
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}

@@ -1,0 +1,13 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/scx-slo/scx-slo/internal/exportertest"
+)
+
+func TestMain(m *testing.M) {
+	exportertest.RunWorkloadIfRequested()
+	os.Exit(m.Run())
+}
