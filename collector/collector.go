@@ -84,7 +84,6 @@ type flagGroup interface {
 	Flag(name, help string) *kingpin.FlagClause
 }
 
-
 // AddFlags registers --collector.<name> for every collector, plus the
 // collectors' own options.
 func AddFlags(a flagGroup) {

@@ -1,3 +1,5 @@
+//go:build ignore
+
 // SPDX-License-Identifier: GPL-2.0
 /*
  * scheduler.bpf.c: scx-slo, an earliest-deadline-first sched_ext scheduler
@@ -103,15 +105,19 @@ const volatile u64 lag_max_ns = 20 * NSEC_PER_MSEC;
 const volatile u64 slo_slice_min_ns = 250 * NSEC_PER_USEC;
 const volatile u64 slo_slice_max_ns = 5 * NSEC_PER_MSEC;
 
-/* Test-only: userspace sets it non-zero and the next tick calls scx_bpf_error. */
-volatile u32 test_error_knob;
+/*
+ * Test-only: userspace sets it non-zero and the next tick calls
+ * scx_bpf_error. Its own section (map) so that userspace's
+ * read-modify-write of the value cannot clobber scheduler state.
+ */
+volatile u32 test_error_knob SEC(".data.knob");
 
-/* ops.exit copies the kernel's exit info here for userspace. */
-u32 exit_kind;
-s64 exit_code;
-u64 exit_count;
-char exit_reason[128];
-char exit_msg[1024];
+/* ops.exit copies the kernel's exit info here; userspace only reads it. */
+u32 exit_kind SEC(".data.exit");
+s64 exit_code SEC(".data.exit");
+u64 exit_count SEC(".data.exit");
+char exit_reason[128] SEC(".data.exit");
+char exit_msg[1024] SEC(".data.exit");
 
 /* Scheduler state shared by all CPUs. */
 u64 be_vnow;		/* virtual time of the best-effort task started last */

@@ -31,9 +31,9 @@ func addEnforceFlags(cmd *kingpin.CmdClause, f *enforceFlags) {
 // enforcerState is what the exporter knows of enforcement; it is also the
 // collector of the scx_slo_enforcer_* metrics.
 type enforcerState struct {
-	requested bool
-	reason    string // why enforcement is off, "" while attached
-	backend   enforcerBackend
+	requested                   bool
+	reason                      string // why enforcement is off, "" while attached
+	backend                     enforcerBackend
 	requestedDesc, attachedDesc *prometheus.Desc
 }
 

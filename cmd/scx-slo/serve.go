@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"sync"
@@ -76,10 +75,10 @@ func registerServe(app *kingpin.Application) {
 // staticConfig stands in for the watcher when no SLO file is given.
 type staticConfig struct{}
 
-func (staticConfig) Current() *sloconfig.Config                { return nil }
-func (staticConfig) LastReload() (bool, time.Time, error)      { return true, time.Time{}, nil }
-func (staticConfig) Subscribe() <-chan *sloconfig.Config       { return nil }
-func (staticConfig) Run(ctx context.Context) error             { <-ctx.Done(); return nil }
+func (staticConfig) Current() *sloconfig.Config           { return nil }
+func (staticConfig) LastReload() (bool, time.Time, error) { return true, time.Time{}, nil }
+func (staticConfig) Subscribe() <-chan *sloconfig.Config  { return nil }
+func (staticConfig) Run(ctx context.Context) error        { <-ctx.Done(); return nil }
 
 type configSource interface {
 	collector.ConfigSource
@@ -226,4 +225,3 @@ type stdLogger struct{ l log.Logger }
 
 func (s stdLogger) Println(v ...any) { level.Error(s.l).Log("msg", fmt.Sprint(v...)) }
 
-var _ = os.Stderr

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -42,7 +41,6 @@ func registerStatus(app *kingpin.Application) {
 		if *output == "json" {
 			return st.WriteJSON(os.Stdout)
 		}
-		_ = time.Now
 		return st.WriteTable(os.Stdout)
 	})
 }

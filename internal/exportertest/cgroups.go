@@ -161,7 +161,7 @@ func RunWorkloadIfRequested() {
 		}
 	case "hog":
 		for i := 1; i < threads; i++ {
-			go busy(time.Duration(1<<62))
+			go busy(time.Duration(1 << 62))
 		}
 		busy(time.Duration(1 << 62))
 	}
