@@ -224,4 +224,3 @@ func serve(f *serveFlags) error {
 type stdLogger struct{ l log.Logger }
 
 func (s stdLogger) Println(v ...any) { level.Error(s.l).Log("msg", fmt.Sprint(v...)) }
-
