@@ -363,24 +363,35 @@ static __always_inline u64 be_vtime(struct task_struct *p)
 	return scx(p)->scx.dsq_vtime;
 }
 
-/* Kick the CPU running the latest deadline if it is later than `deadline`. */
+struct victim_scan {
+	u64 latest;	/* latest deadline seen so far */
+	s32 cpu;	/* CPU running it, -1 if none later than the new deadline */
+};
+
+static long scan_cpu(u64 i, void *data)
+{
+	struct victim_scan *v = data;
+	u32 key = i;
+	u64 *k = bpf_map_lookup_elem(&cpu_keys, &key);
+
+	if (k && *k > v->latest) {
+		v->latest = *k;
+		v->cpu = i;
+	}
+	return 0;
+}
+
+/*
+ * Kick the CPU running the latest deadline if it is later than `deadline`.
+ * bpf_loop keeps the verifier's cost independent of the CPU count.
+ */
 static __always_inline void preempt_for(u64 deadline)
 {
-	u32 nr = scx_bpf_nr_cpu_ids(), i;
-	s32 victim = -1;
-	u64 latest = deadline;
+	struct victim_scan v = { .latest = deadline, .cpu = -1 };
 
-	for (i = 0; i < MAX_CPUS && i < nr; i++) {
-		u32 key = i;
-		u64 *k = bpf_map_lookup_elem(&cpu_keys, &key);
-
-		if (k && *k && *k > latest) {
-			latest = *k;
-			victim = i;
-		}
-	}
-	if (victim >= 0) {
-		scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
+	bpf_loop(min64(scx_bpf_nr_cpu_ids(), MAX_CPUS), scan_cpu, &v, 0);
+	if (v.cpu >= 0) {
+		scx_bpf_kick_cpu(v.cpu, SCX_KICK_PREEMPT);
 		stat_inc(STAT_KICK_PREEMPT);
 	}
 }
@@ -716,16 +727,17 @@ void BPF_STRUCT_OPS(slo_cgroup_set_bandwidth, struct cgroup *cgrp, u64 period_us
 		set_bandwidth(c, period_us, quota_us);
 }
 
+static long kick_idle(u64 i, void *data)
+{
+	scx_bpf_kick_cpu(i, SCX_KICK_IDLE);
+	return 0;
+}
+
 /* Every 2 ms: if a throttled cgroup's period ended, wake idle CPUs to dispatch. */
 static int unthrottle_timer_fn(void *map, int *key, struct unthrottle_timer *ut)
 {
-	u64 now = scx_bpf_now();
-	u32 nr = scx_bpf_nr_cpu_ids(), i;
-
-	if (now >= next_unthrottle) {
-		for (i = 0; i < MAX_CPUS && i < nr; i++)
-			scx_bpf_kick_cpu(i, SCX_KICK_IDLE);
-	}
+	if (scx_bpf_now() >= next_unthrottle)
+		bpf_loop(min64(scx_bpf_nr_cpu_ids(), MAX_CPUS), kick_idle, NULL, 0);
 	bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
 	return 0;
 }

@@ -20,7 +20,28 @@ import (
 // RequiredKfuncs are the kernel functions the scheduler calls. A name may
 // list alternatives separated by "|": any one of them is enough (sched_ext
 // renamed several kfuncs across releases).
-var RequiredKfuncs = []string{}
+var RequiredKfuncs = []string{
+	// bpf/scheduler calls the ___v2 variants only: cilium/ebpf v0.22.0
+	// cannot resolve the plain names on kernels that also carry ___v2
+	// siblings (see bpf/scheduler/sched_ext.h).
+	"scx_bpf_dsq_insert___v2",
+	"scx_bpf_dsq_move_to_local___v2",
+	"__scx_bpf_dsq_insert_vtime",
+	"scx_bpf_create_dsq",
+	"scx_bpf_dsq_nr_queued",
+	"scx_bpf_dsq_peek",
+	"scx_bpf_select_cpu_dfl",
+	"scx_bpf_pick_idle_cpu",
+	"scx_bpf_kick_cpu",
+	"scx_bpf_nr_cpu_ids",
+	"scx_bpf_now",
+	"scx_bpf_error_bstr",
+	"bpf_iter_scx_dsq_new",
+	"bpf_iter_scx_dsq_next",
+	"bpf_iter_scx_dsq_destroy",
+	"scx_bpf_dsq_move_set_vtime",
+	"scx_bpf_dsq_move_vtime",
+}
 
 // Capability is one reading of the kernel's state.
 type Capability struct {

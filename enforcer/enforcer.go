@@ -1,0 +1,337 @@
+package enforcer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/scx-slo/scx-slo/bpf/scheduler"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+)
+
+// DefaultPinDir is where the scheduler is pinned unless Options say otherwise.
+const DefaultPinDir = "/sys/fs/bpf/scx-slo"
+
+// Options configure an Enforcer. The zero value is usable.
+type Options struct {
+	PinDir  string // default DefaultPinDir
+	Partial bool   // SCX_OPS_SWITCH_PARTIAL: only SCHED_EXT-policy tasks
+	// KeepPinned pins the link and maps so the scheduler outlives this
+	// process (SIGTERM, SIGKILL, upgrade); the next Start re-adopts it.
+	// Without it nothing is pinned and the scheduler goes with us.
+	KeepPinned bool
+	// MaxReattach bounds consecutive re-attach attempts after the kernel
+	// ejects the scheduler; 0 means the default (5), negative means never.
+	MaxReattach int
+	// Backoff is the first re-attach delay, doubled per failure (default 1 s).
+	Backoff time.Duration
+	// Poll is how often the kernel's sched_ext state is checked (default 200 ms).
+	Poll time.Duration
+	// SchedExtDir is /sys/kernel/sched_ext unless a test says otherwise.
+	SchedExtDir string
+	// OnAttach runs after every successful attach or adoption, e.g. to
+	// resync the slos map into the new maps right away.
+	OnAttach func(slomaps.Maps)
+	Logger   log.Logger
+}
+
+// Enforcer keeps the scx-slo scheduler attached.
+type Enforcer struct {
+	opts    Options
+	spec    *ebpf.CollectionSpec
+	layout  exitLayout
+	metrics *metrics
+
+	mu       sync.Mutex
+	cur      *instance // nil while not attached
+	lastExit ExitInfo  // recorded at the last ejection
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks the options and reads the scheduler object; nothing is
+// loaded until Start.
+func New(opts Options) (*Enforcer, error) {
+	if opts.PinDir == "" {
+		opts.PinDir = DefaultPinDir
+	}
+	if !filepath.IsAbs(opts.PinDir) {
+		return nil, fmt.Errorf("enforcer: PinDir %q must be an absolute path", opts.PinDir)
+	}
+	if opts.MaxReattach == 0 {
+		opts.MaxReattach = 5
+	}
+	if opts.Backoff < 0 {
+		return nil, fmt.Errorf("enforcer: Backoff %s must not be negative", opts.Backoff)
+	}
+	if opts.Backoff == 0 {
+		opts.Backoff = time.Second
+	}
+	if opts.Poll < 0 {
+		return nil, fmt.Errorf("enforcer: Poll %s must not be negative", opts.Poll)
+	}
+	if opts.Poll == 0 {
+		opts.Poll = 200 * time.Millisecond
+	}
+	if opts.SchedExtDir == "" {
+		opts.SchedExtDir = "/sys/kernel/sched_ext"
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.NewNopLogger()
+	}
+	spec, err := loadSpec(opts.Partial)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := newExitLayout(spec)
+	if err != nil {
+		return nil, err
+	}
+	return &Enforcer{opts: opts, spec: spec, layout: layout, metrics: newMetrics()}, nil
+}
+
+// Start attaches the scheduler (or re-adopts a pinned one that is still
+// enabled) and keeps watching it until Stop or ctx ends. It returns the
+// first attach's error; the exporter then keeps observing.
+func (e *Enforcer) Start(ctx context.Context) error {
+	if e.done != nil {
+		return errors.New("enforcer: already started")
+	}
+	if err := e.adoptOrAttach(); err != nil {
+		return err
+	}
+	ctx, e.cancel = context.WithCancel(ctx)
+	e.done = make(chan struct{})
+	go e.watch(ctx)
+	return nil
+}
+
+// Run is Start, then blocks until ctx ends and stops.
+func (e *Enforcer) Run(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	e.Stop()
+	return nil
+}
+
+// Stop ends the watcher and detaches, unless KeepPinned (then the
+// scheduler stays attached through its pins).
+func (e *Enforcer) Stop() {
+	if e.cancel != nil {
+		e.cancel()
+		<-e.done
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur == nil {
+		return
+	}
+	e.cur.close()
+	e.cur = nil
+	if e.opts.KeepPinned {
+		level.Info(e.opts.Logger).Log("msg", "leaving the scheduler attached (pinned)", "pin_dir", e.opts.PinDir)
+		return
+	}
+	if err := unpin(e.opts.PinDir); err != nil {
+		level.Warn(e.opts.Logger).Log("msg", "removing pins", "err", err)
+	}
+	level.Info(e.opts.Logger).Log("msg", "scheduler detached")
+}
+
+// Attached reports whether the scheduler is attached right now.
+func (e *Enforcer) Attached() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cur != nil
+}
+
+// Maps returns the shared slo maps of the attached scheduler.
+func (e *Enforcer) Maps() (slomaps.Maps, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur == nil {
+		return slomaps.Maps{}, false
+	}
+	return e.cur.slomaps(), true
+}
+
+// Stats returns the scheduler's event counters summed over CPUs.
+func (e *Enforcer) Stats() (map[string]uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur == nil {
+		return nil, errors.New("enforcer: not attached")
+	}
+	out := make(map[string]uint64, len(scheduler.StatNames))
+	for i, name := range scheduler.StatNames {
+		var per []uint64
+		if err := e.cur.maps["stats"].Lookup(uint32(i), &per); err != nil {
+			return nil, fmt.Errorf("reading stat %s: %w", name, err)
+		}
+		for _, v := range per {
+			out[name] += v
+		}
+	}
+	return out, nil
+}
+
+// LastExit returns what ops.exit recorded at the last ejection (zero
+// value if the kernel never ejected the scheduler).
+func (e *Enforcer) LastExit() ExitInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastExit
+}
+
+func (e *Enforcer) adoptOrAttach() error {
+	in, err := adopt(e.opts.PinDir)
+	switch {
+	case err == nil:
+		if e.enabled(in) {
+			level.Info(e.opts.Logger).Log("msg", "re-adopted the pinned scheduler", "pin_dir", e.opts.PinDir)
+			e.setCurrent(in)
+			return nil
+		}
+		level.Warn(e.opts.Logger).Log("msg", "pinned scheduler is no longer enabled; replacing it", "pin_dir", e.opts.PinDir)
+		in.close()
+		unpin(e.opts.PinDir)
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		level.Warn(e.opts.Logger).Log("msg", "ignoring unusable pins", "pin_dir", e.opts.PinDir, "err", err)
+		unpin(e.opts.PinDir)
+	}
+	return e.attach()
+}
+
+func (e *Enforcer) attach() error {
+	in, err := attach(e.spec)
+	if err != nil {
+		e.metrics.attempts.WithLabelValues("error").Inc()
+		return err
+	}
+	if e.opts.KeepPinned {
+		if err := in.pin(e.opts.PinDir); err != nil {
+			in.close()
+			unpin(e.opts.PinDir)
+			e.metrics.attempts.WithLabelValues("error").Inc()
+			return err
+		}
+	}
+	e.metrics.attempts.WithLabelValues("ok").Inc()
+	level.Info(e.opts.Logger).Log("msg", "scheduler attached", "partial", e.opts.Partial, "pinned", e.opts.KeepPinned)
+	e.setCurrent(in)
+	return nil
+}
+
+func (e *Enforcer) setCurrent(in *instance) {
+	e.mu.Lock()
+	e.cur = in
+	e.mu.Unlock()
+	if e.opts.OnAttach != nil {
+		e.opts.OnAttach(in.slomaps())
+	}
+}
+
+// enabled: the kernel runs a scheduler named like ours and ours has not
+// recorded an exit.
+func (e *Enforcer) enabled(in *instance) bool {
+	state := readTrim(filepath.Join(e.opts.SchedExtDir, "state"))
+	ops := readTrim(filepath.Join(e.opts.SchedExtDir, "root", "ops"))
+	if state != "enabled" || ops != scheduler.OpsName {
+		return false
+	}
+	info, err := e.layout.read(in.maps["exit"])
+	return err == nil && info.Count == 0
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+// stableAfter is how long a scheduler must stay up to reset the backoff.
+const stableAfter = time.Minute
+
+func (e *Enforcer) watch(ctx context.Context) {
+	defer close(e.done)
+	tick := time.NewTicker(e.opts.Poll)
+	defer tick.Stop()
+	failures := 0
+	since := time.Now()
+	var retryAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e.mu.Lock()
+		cur := e.cur
+		e.mu.Unlock()
+		if cur != nil {
+			if e.enabled(cur) {
+				if failures > 0 && time.Since(since) > stableAfter {
+					failures = 0
+				}
+				continue
+			}
+			e.ejected(cur)
+			retryAt = time.Now().Add(e.opts.Backoff << min(failures, 10))
+			failures++
+			continue
+		}
+		if e.opts.MaxReattach < 0 || failures > e.opts.MaxReattach || time.Now().Before(retryAt) {
+			continue
+		}
+		if err := e.attach(); err != nil {
+			level.Error(e.opts.Logger).Log("msg", "re-attaching the scheduler", "attempt", failures, "err", err)
+			retryAt = time.Now().Add(e.opts.Backoff << min(failures, 10))
+			failures++
+			if failures > e.opts.MaxReattach {
+				level.Error(e.opts.Logger).Log("msg", "giving up re-attaching; observing only", "attempts", failures)
+			}
+			continue
+		}
+		since = time.Now()
+	}
+}
+
+// ejected records why the kernel disabled the scheduler and lets it go.
+func (e *Enforcer) ejected(in *instance) {
+	info, err := e.layout.read(in.maps["exit"])
+	if err != nil || info.Count == 0 {
+		// Someone else detached it (scx-slo detach, another loader).
+		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled (detached from outside?)"}
+	}
+	e.metrics.exits.WithLabelValues(info.Kind).Inc()
+	level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
+	e.mu.Lock()
+	e.cur = nil
+	e.lastExit = info
+	e.mu.Unlock()
+	in.close()
+	unpin(e.opts.PinDir)
+}
+
+// setErrorKnob sets the scheduler's test-only knob: a non-zero value makes
+// the next tick call scx_bpf_error (for the error-path test).
+func (e *Enforcer) setErrorKnob(v uint32) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur == nil {
+		return errors.New("enforcer: not attached")
+	}
+	return e.cur.maps["knob"].Update(uint32(0), v, ebpf.UpdateAny)
+}

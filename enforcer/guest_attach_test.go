@@ -1,0 +1,75 @@
+package enforcer
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+)
+
+func schedExt(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("/sys/kernel/sched_ext/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// waitState polls the sched_ext state until it reads want.
+func waitState(t *testing.T, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := schedExt(t, "state")
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sched_ext state %q after %s, want %q", got, within, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testLogger(t *testing.T) log.Logger {
+	return log.NewLogfmtLogger(log.NewSyncWriter(t.Output()))
+}
+
+func TestGuestAttachDetach(t *testing.T) {
+	inGuest(t)
+	e, err := New(Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, "enabled", 5*time.Second)
+	if ops := schedExt(t, "root/ops"); ops != "scx_slo" {
+		t.Errorf("root/ops = %q, want scx_slo", ops)
+	}
+	if !e.Attached() {
+		t.Error("Attached() = false while enabled")
+	}
+	m, ok := e.Maps()
+	if !ok || m.Stats == nil || m.SLOs == nil || m.Overload == nil {
+		t.Errorf("Maps() = %+v, %v while attached", m, ok)
+	}
+	time.Sleep(500 * time.Millisecond) // let it schedule something
+	st, err := e.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats after 0.5 s: %v", st)
+	if st["dispatch_be"]+st["direct"] == 0 {
+		t.Errorf("scheduler dispatched nothing in 0.5 s: %v", st)
+	}
+	e.Stop()
+	waitState(t, "disabled", 5*time.Second)
+	if e.Attached() {
+		t.Error("Attached() = true after Stop")
+	}
+}

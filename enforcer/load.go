@@ -1,0 +1,228 @@
+package enforcer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/scx-slo/scx-slo/bpf/scheduler"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+)
+
+// Pinned file names under Options.PinDir.
+const (
+	pinLink      = "link"
+	pinRmdirLink = "rmdir_link"
+)
+
+// pinnedMaps maps the object's map names to their pin file names: the
+// maps userspace needs after re-adopting a pinned scheduler.
+var pinnedMaps = map[string]string{
+	"cgroup_stats":        "cgroup_stats",
+	"slos":                "slos",
+	"overload":            "overload",
+	scheduler.StatsMap:    "stats",
+	scheduler.ExitSection: "exit",
+	scheduler.KnobSection: "knob",
+}
+
+// instance is one attached scheduler: fresh from a load, or adopted from pins.
+type instance struct {
+	ops, rmdir link.Link
+	maps       map[string]*ebpf.Map // by pin name
+	coll       *ebpf.Collection     // nil when adopted
+}
+
+func (in *instance) slomaps() slomaps.Maps {
+	return slomaps.Maps{Stats: in.maps["cgroup_stats"], SLOs: in.maps["slos"], Overload: in.maps["overload"]}
+}
+
+// close drops our references; the kernel detaches unless a pin remains.
+func (in *instance) close() error {
+	var errs []error
+	for _, l := range []link.Link{in.ops, in.rmdir} {
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
+	}
+	for _, m := range in.maps {
+		errs = append(errs, m.Close())
+	}
+	if in.coll != nil {
+		in.coll.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// loadSpec returns the scheduler's spec with the ops flags set.
+func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
+	spec, err := scheduler.Spec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the scheduler object: %w", err)
+	}
+	if partial {
+		if err := orOpsFlags(spec, scheduler.SwitchPartial); err != nil {
+			return nil, err
+		}
+	}
+	return spec, nil
+}
+
+// orOpsFlags sets bits in sched_ext_ops.flags. cilium/ebpf copies the ops
+// struct from the map spec's raw value, so we patch those bytes at the
+// offset BTF gives for "flags".
+func orOpsFlags(spec *ebpf.CollectionSpec, bits uint64) error {
+	ms, ok := spec.Maps[scheduler.OpsMap]
+	if !ok || len(ms.Contents) != 1 {
+		return fmt.Errorf("scheduler object: struct_ops map %q missing or empty", scheduler.OpsMap)
+	}
+	st, ok := ms.Value.(*btf.Struct)
+	if !ok {
+		return fmt.Errorf("scheduler object: %q value is %T, not a struct", scheduler.OpsMap, ms.Value)
+	}
+	val, ok := ms.Contents[0].Value.([]byte)
+	if !ok {
+		return fmt.Errorf("scheduler object: %q contents are %T, not bytes", scheduler.OpsMap, ms.Contents[0].Value)
+	}
+	for _, m := range st.Members {
+		if m.Name != "flags" {
+			continue
+		}
+		off := m.Offset.Bytes()
+		if int(off)+8 > len(val) {
+			return fmt.Errorf("scheduler object: flags at %d beyond ops value of %d bytes", off, len(val))
+		}
+		val = append([]byte(nil), val...)
+		binary.LittleEndian.PutUint64(val[off:], binary.LittleEndian.Uint64(val[off:])|bits)
+		ms.Contents[0].Value = val
+		return nil
+	}
+	return fmt.Errorf("scheduler object: sched_ext_ops has no flags member")
+}
+
+// attach loads the scheduler and enables it.
+func attach(spec *ebpf.CollectionSpec) (*instance, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raising memlock limit: %w", err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("loading the scheduler: %+v", ve)
+		}
+		return nil, fmt.Errorf("loading the scheduler: %w", err)
+	}
+	in := &instance{coll: coll, maps: make(map[string]*ebpf.Map)}
+	for obj, pin := range pinnedMaps {
+		m, ok := coll.Maps[obj]
+		if !ok {
+			coll.Close()
+			return nil, fmt.Errorf("scheduler object has no map %q", obj)
+		}
+		// Clone so instance.close and coll.Close each drop their own fd.
+		if in.maps[pin], err = m.Clone(); err != nil {
+			in.close()
+			return nil, err
+		}
+	}
+	if in.rmdir, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[scheduler.RmdirProg]}); err != nil {
+		in.close()
+		return nil, fmt.Errorf("attaching %s: %w", scheduler.RmdirProg, err)
+	}
+	if in.ops, err = link.AttachStructOps(link.StructOpsOptions{Map: coll.Maps[scheduler.OpsMap]}); err != nil {
+		in.close()
+		return nil, fmt.Errorf("enabling the scheduler (sched_ext rejected it; see dmesg): %w", err)
+	}
+	return in, nil
+}
+
+// pin makes the instance outlive this process.
+func (in *instance) pin(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin directory %s: %w", dir, err)
+	}
+	if err := in.ops.Pin(filepath.Join(dir, pinLink)); err != nil {
+		return fmt.Errorf("pinning the scheduler link in %s (is bpffs mounted?): %w", dir, err)
+	}
+	if err := in.rmdir.Pin(filepath.Join(dir, pinRmdirLink)); err != nil {
+		return err
+	}
+	for name, m := range in.maps {
+		if err := m.Pin(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adopt opens a pinned scheduler; os.ErrNotExist if nothing is pinned.
+func adopt(dir string) (*instance, error) {
+	ops, err := link.LoadPinnedLink(filepath.Join(dir, pinLink), nil)
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{ops: ops, maps: make(map[string]*ebpf.Map)}
+	if in.rmdir, err = link.LoadPinnedLink(filepath.Join(dir, pinRmdirLink), nil); err != nil {
+		in.close()
+		return nil, fmt.Errorf("pinned scheduler in %s is incomplete: %w", dir, err)
+	}
+	for _, pin := range pinnedMaps {
+		if in.maps[pin], err = ebpf.LoadPinnedMap(filepath.Join(dir, pin), nil); err != nil {
+			in.close()
+			return nil, fmt.Errorf("pinned scheduler in %s is incomplete: %w", dir, err)
+		}
+	}
+	return in, nil
+}
+
+// unpin removes every pin in dir that we may have made, and dir itself.
+func unpin(dir string) error {
+	var errs []error
+	names := []string{pinLink, pinRmdirLink}
+	for _, pin := range pinnedMaps {
+		names = append(names, pin)
+	}
+	for _, n := range names {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Detach removes a scheduler pinned in pinDir (`scx-slo detach`, or
+// --enforce=false): it detaches the link even if a process still holds
+// it, then deletes the pins. Nothing pinned is not an error.
+func Detach(pinDir string) error {
+	if pinDir == "" {
+		pinDir = DefaultPinDir
+	}
+	var errs []error
+	for _, name := range []string{pinLink, pinRmdirLink} {
+		l, err := link.LoadPinnedLink(filepath.Join(pinDir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("opening pinned %s: %w", filepath.Join(pinDir, name), err))
+			continue
+		}
+		if err := l.Detach(); err != nil && !errors.Is(err, ebpf.ErrNotSupported) {
+			errs = append(errs, fmt.Errorf("detaching %s: %w", name, err))
+		}
+		l.Close()
+	}
+	errs = append(errs, unpin(pinDir))
+	return errors.Join(errs...)
+}
