@@ -303,3 +303,6 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return strings.Clone(s.b.String())
 }
+
+// Sleep pauses for ms milliseconds.
+func Sleep(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scx-slo/scx-slo/internal/exportertest"
+)
+
+// TestBadConfigAtStartIsRefused: the exporter must not start half
+// configured; the error names the file, line, field and value.
+func TestBadConfigAtStartIsRefused(t *testing.T) {
+	exportertest.RequireRoot(t)
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	writeSLO(t, cfg, "slos:\n  - cgroup: /ls\n    latencyBudget: -3ms\n")
+	e := exportertest.StartNoWait(t, "--slo.config-file="+cfg)
+	err, exited := e.Wait(20 * time.Second)
+	if !exited {
+		t.Fatalf("exporter kept running with an invalid config\n%s", e.Log())
+	}
+	if err == nil {
+		t.Errorf("exporter exited 0 on an invalid config")
+	}
+	for _, want := range []string{"slo.yaml:3", "latencyBudget", "-3ms"} {
+		if !strings.Contains(e.Log(), want) {
+			t.Errorf("error output lacks %q:\n%s", want, e.Log())
+		}
+	}
+}
+
+// TestReloadKeepsLastGoodConfig: a bad edit is rejected whole and reported
+// in metrics, a good edit (SIGHUP or file change) takes effect.
+func TestReloadKeepsLastGoodConfig(t *testing.T) {
+	exportertest.RequireRoot(t)
+	cg := exportertest.NewCgroups(t, "auto")
+	ls := cg.Make(t, "ls")
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	writeSLO(t, cfg, "slos:\n  - cgroup: "+ls+"\n    latencyBudget: 2ms\n")
+	e := exportertest.Start(t, "--slo.config-file="+cfg, "--slo.resync-interval=200ms")
+	ctx := context.Background()
+	budget := func() float64 {
+		v, _ := e.Scrape(t).Value("scx_slo_budget_seconds", map[string]string{"cgroup": ls})
+		return v
+	}
+	if !exportertest.Eventually(ctx, 5*time.Second, func() bool { return budget() == 0.002 }) {
+		t.Fatalf("budget never reported as 2ms")
+	}
+
+	// Two entries: one fine, one broken. Nothing of it may apply.
+	writeSLO(t, cfg, "slos:\n  - cgroup: "+ls+"\n    latencyBudget: 5ms\n  - cgroup: /x\n    importance: 5000\n    latencyBudget: 1ms\n")
+	_ = e.Signal(syscall.SIGHUP)
+	rejected := exportertest.Eventually(ctx, 5*time.Second, func() bool {
+		v, ok := e.Scrape(t).Value("scx_slo_config_last_reload_successful", nil)
+		return ok && v == 0
+	})
+	if !rejected {
+		t.Errorf("bad reload not reported by scx_slo_config_last_reload_successful")
+	}
+	if b := budget(); b != 0.002 {
+		t.Errorf("budget after rejected reload = %v, want the last good 0.002", b)
+	}
+	if !strings.Contains(e.Log(), "importance") || !strings.Contains(e.Log(), "5000") {
+		t.Errorf("rejection not logged with field and value:\n%s", e.Log())
+	}
+
+	writeSLO(t, cfg, "slos:\n  - cgroup: "+ls+"\n    latencyBudget: 5ms\n")
+	if !exportertest.Eventually(ctx, 10*time.Second, func() bool { return budget() == 0.005 }) {
+		t.Errorf("good edit not applied on file change; budget %v", budget())
+	}
+	if v, _ := e.Scrape(t).Value("scx_slo_config_last_reload_successful", nil); v != 1 {
+		t.Errorf("reload success not reported after a good edit")
+	}
+}
