@@ -240,11 +240,11 @@ func TestCustomConfig(t *testing.T) {
 			})
 		}
 	}
-	if got := f.Groups[0].Rules; len(got) != 2 || got[0].Record != "cgroup:scx_slo_deadline_miss_ratio:rate10m" {
-		t.Errorf("recording rules = %+v, want rate10m and rate2h only", got)
+	if got := f.Groups[0].Rules; len(got) != 3 || got[0].Record != "cgroup:scx_slo_deadline_miss_ratio:rate10m" || got[1].Record != "cgroup:scx_slo_deadline_miss_ratio:rate2h" {
+		t.Errorf("SLO group = %+v, want rate10m and rate2h recorded, then one burn alert", got)
 	}
-	if !strings.Contains(f.Groups[1].Rules[0].Expr, "10 * (1 - scx_slo_target_ratio") || f.Groups[1].Rules[0].Labels["severity"] != "critical" {
-		t.Errorf("burn alert = %+v, want factor 10 and severity critical", f.Groups[1].Rules[0])
+	if burn := f.Groups[0].Rules[2]; !strings.Contains(burn.Expr, "10 * (1 - scx_slo_target_ratio") || burn.Labels["severity"] != "critical" {
+		t.Errorf("burn alert = %+v, want factor 10 and severity critical", burn)
 	}
 	data, err := Render(cfg)
 	if err != nil {

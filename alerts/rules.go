@@ -58,21 +58,23 @@ func Build(cfg Config) (File, error) {
 		return File{}, err
 	}
 	extra, _ := parseMatchers("selector", cfg.Selector) // checked by Validate
-	rec := Group{Name: "scx-slo.recording"}
+	// The recording rules share a group with the burn-rate alerts that read
+	// them: rules of one group run in order, so each alert sees the ratios
+	// of the same evaluation rather than of the previous one.
+	slo := Group{Name: "scx-slo.slo"}
 	for _, w := range recordWindows(cfg.BurnWindows) {
-		rec.Rules = append(rec.Rules, Rule{
+		slo.Rules = append(slo.Rules, Rule{
 			Record: MissRatioRecord(w),
 			// Keep every label: the ratio must stay per target and per
-			// cgroup so it lines up with scx_slo_target_ratio below.
+			// cgroup so it lines up with scx_slo_target_ratio.
 			Expr: fmt.Sprintf("rate(scx_slo_deadline_misses_total[%[1]s]) / rate(scx_slo_deadlines_total[%[1]s])", w),
 		})
 	}
-	al := Group{Name: "scx-slo.alerts"}
 	for _, w := range cfg.BurnWindows {
-		al.Rules = append(al.Rules, burnAlert(cfg, w))
+		slo.Rules = append(slo.Rules, burnAlert(cfg, w))
 	}
-	al.Rules = append(al.Rules, otherAlerts(cfg)...)
-	f := File{Groups: []Group{rec, al}}
+	health := Group{Name: "scx-slo.health", Rules: otherAlerts(cfg)}
+	f := File{Groups: []Group{slo, health}}
 	for gi := range f.Groups {
 		for ri := range f.Groups[gi].Rules {
 			r := &f.Groups[gi].Rules[ri]
