@@ -183,8 +183,8 @@ func series(f exportertest.Families, job, instance string, n int) []string {
 func yamlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // runPromtool evaluates the committed rules on the series with promtool
-// and the given alert_rule_test entries.
-func runPromtool(t *testing.T, input []string, alertTests string) {
+// and the given test sections (alert_rule_test, promql_expr_test).
+func runPromtool(t *testing.T, input []string, sections string) {
 	p, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Skip("promtool not installed (Debian package prometheus); CI installs it")
@@ -194,7 +194,7 @@ func runPromtool(t *testing.T, input []string, alertTests string) {
 		t.Fatal(err)
 	}
 	test := "rule_files:\n  - " + rules + "\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n" +
-		strings.Join(input, "") + "    alert_rule_test:\n" + alertTests
+		strings.Join(input, "") + sections
 	path := filepath.Join(t.TempDir(), "real.test.yml")
 	if err := os.WriteFile(path, []byte(test), 0o644); err != nil {
 		t.Fatal(err)
@@ -207,6 +207,7 @@ func runPromtool(t *testing.T, input []string, alertTests string) {
 
 func quiet(alertnames ...string) string {
 	var b strings.Builder
+	b.WriteString("    alert_rule_test:\n")
 	for _, a := range alertnames {
 		fmt.Fprintf(&b, "      - eval_time: 30m\n        alertname: %s\n        exp_alerts: []\n", a)
 	}
@@ -245,4 +246,45 @@ func TestRealExporterEnforcingOnIncompatibleKernelAlerts(t *testing.T) {
               description: Enforcement was requested on a kernel that can't run the scx-slo scheduler; scx_slo_enforce_incompatible_info on this instance names the reasons.
               runbook_url: https://github.com/scx-slo/scx-slo/blob/main/docs/runbook.md#scxslokernelincompatible
 `)
+}
+
+// Every dashboard query whose metrics the real exporter exports returns
+// data when promtool evaluates it on the exporter's real series: label
+// matchers, aggregations and vector matching fit what is really exported.
+func TestRealExporterFillsDashboardPanels(t *testing.T) {
+	_, f := startExporter(t)
+	exprs, err := dashboards.Expressions(dashboards.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("    promql_expr_test:\n")
+	n := 0
+	for _, e := range exprs {
+		names, err := alerts.MetricNames(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exported := true
+		for _, name := range names {
+			if name == "up" {
+				continue
+			}
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+			if f[name] == nil && f[base] == nil {
+				exported = false
+			}
+		}
+		if !exported {
+			continue
+		}
+		n++
+		fmt.Fprintf(&b, "      - expr: %s\n        eval_time: 30m\n        exp_samples:\n          - labels: '{}'\n            value: 1\n",
+			yamlQuote("count("+e+") > bool 0"))
+	}
+	if n < 30 {
+		t.Fatalf("only %d dashboard queries read metrics this exporter exports", n)
+	}
+	t.Logf("%d of %d dashboard queries read exported metrics; promtool checks each returns data", n, len(exprs))
+	runPromtool(t, series(f, "scx-slo", "real:9817", 60), b.String())
 }
