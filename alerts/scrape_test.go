@@ -55,6 +55,9 @@ func scxOnly(t *testing.T) map[string]bool {
 // startExporter runs the real exporter with an SLO on a real cgroup that
 // a shell loop keeps waking up, and waits until that cgroup has deadlines.
 func startExporter(t *testing.T, args ...string) (*exportertest.Exporter, exportertest.Families) {
+	if testing.Short() {
+		t.Skip("starts the real exporter (root, BPF); skipped with -short")
+	}
 	exportertest.RequireRoot(t)
 	cg := exportertest.NewCgroups(t, "auto")
 	web := cg.Make(t, "web")
