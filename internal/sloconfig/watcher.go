@@ -235,11 +235,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// up; an unchanged file costs one read.
 	w.reload(false, "start")
 
+	pollTicker := time.NewTicker(time.Hour)
+	pollTicker.Stop()
+	defer pollTicker.Stop()
 	var pollC <-chan time.Time
 	if poll > 0 {
-		t := time.NewTicker(poll)
-		defer t.Stop()
-		pollC = t.C
+		pollTicker.Reset(poll)
+		pollC = pollTicker.C
 	}
 	// The first event of a burst arms the timer; later ones in the window
 	// are covered by the read when it fires, so a steady stream of events
@@ -253,22 +255,37 @@ func (w *Watcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-events:
+		case _, open := <-events:
+			if !open { // inotify failed for good: fall back to polling
+				level.Warn(w.logger).Log("msg", "file watch stopped; polling the SLO config instead")
+				events, fsErrs = nil, nil
+				if pollC == nil {
+					pollTicker.Reset(fallbackPoll)
+					pollC = pollTicker.C
+				}
+				continue
+			}
 			if !armed {
 				armed = true
 				debounce.Reset(w.debounce)
 			}
-		case err := <-fsErrs:
+		case err, open := <-fsErrs:
+			if !open {
+				fsErrs = nil
+				continue
+			}
 			level.Warn(w.logger).Log("msg", "file watch error", "err", err)
 		case <-debounce.C:
 			armed = false
 			w.reload(false, "file change")
-			w.syncWatches(fw)
+			if events != nil {
+				w.syncWatches(fw)
+			}
 		case <-sigs:
 			w.reload(true, "signal")
 		case <-pollC:
 			w.reload(false, "poll")
-			if fw != nil {
+			if events != nil {
 				w.syncWatches(fw)
 			}
 		}

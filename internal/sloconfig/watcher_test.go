@@ -315,3 +315,25 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A change in an intermediate symlink's directory raises no event in the
+// watched directories; WithPollInterval still finds it.
+func TestWatcherPollSeesUnwatchedChange(t *testing.T) {
+	d1, d2, d3 := t.TempDir(), t.TempDir(), t.TempDir()
+	write(t, filepath.Join(d3, "a.yaml"), sloFile("2ms"))
+	write(t, filepath.Join(d3, "b.yaml"), sloFile("6ms"))
+	must(t, os.Symlink(filepath.Join(d3, "a.yaml"), filepath.Join(d2, "link.yaml")))
+	must(t, os.Symlink(filepath.Join(d2, "link.yaml"), filepath.Join(d1, "slo.yaml")))
+	w, logs := start(t, filepath.Join(d1, "slo.yaml"), WithPollInterval(50*time.Millisecond))
+	sub := w.Subscribe()
+	// Once this change has arrived, Run has set up its watches.
+	write(t, filepath.Join(d3, "a.yaml"), sloFile("3ms"))
+	next(t, sub, 3*time.Millisecond)
+	tmp := filepath.Join(d2, "tmp")
+	must(t, os.Symlink(filepath.Join(d3, "b.yaml"), tmp))
+	must(t, os.Rename(tmp, filepath.Join(d2, "link.yaml")))
+	next(t, sub, 6*time.Millisecond)
+	if !strings.Contains(logs.String(), "trigger=poll slos=1") {
+		t.Errorf("change not found by polling:\n%s", logs.String())
+	}
+}
