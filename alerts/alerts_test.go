@@ -272,7 +272,7 @@ func TestBadConfigIsRejectedNamingFieldAndValue(t *testing.T) {
 		{func(c *Config) { c.BurnWindows[0].Short = c.BurnWindows[0].Long }, "long window 1h must be longer than short window 1h"},
 		{func(c *Config) { c.BurnWindows[1].Factor = -1 }, "factor -1 must be positive"},
 		{func(c *Config) { c.BurnWindows[2].Severity = "" }, "burn window 1d/2h: severity"},
-		{func(c *Config) { c.PageSeverity = "" }, "page severity"},
+		{func(c *Config) { c.TicketSeverity = "" }, "ticket severity"},
 		{func(c *Config) { c.OverloadFor = 0 }, "overload for 0s"},
 		{func(c *Config) { c.EventWindow = 0 }, "event window 0s"},
 		{func(c *Config) { c.RunbookBaseURL = "docs/runbook.md" }, `runbook base URL "docs/runbook.md"`},

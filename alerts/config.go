@@ -31,8 +31,8 @@ type Config struct {
 	Selector string
 	// BurnWindows are the burn-rate conditions; each becomes one alert.
 	BurnWindows []BurnWindow
-	// Severities used by the non-burn alerts.
-	PageSeverity   string
+	// TicketSeverity is the severity label of every alert other than the
+	// burn-rate ones (those carry their window's severity).
 	TicketSeverity string
 	// How long a condition must hold before its alert fires.
 	OverloadFor     model.Duration
@@ -68,7 +68,6 @@ func DefaultConfig() Config {
 			{Long: d("1d"), Short: d("2h"), Factor: 3, Severity: "ticket"},
 			{Long: d("3d"), Short: d("6h"), Factor: 1, Severity: "ticket"},
 		},
-		PageSeverity:    "page",
 		TicketSeverity:  "ticket",
 		OverloadFor:     d("15m"),
 		NotAttachedFor:  d("10m"),
@@ -138,9 +137,6 @@ func (c Config) Validate() error {
 		if err := w.validate(); err != nil {
 			return err
 		}
-	}
-	if c.PageSeverity == "" {
-		return fmt.Errorf("page severity %q: must not be empty", c.PageSeverity)
 	}
 	if c.TicketSeverity == "" {
 		return fmt.Errorf("ticket severity %q: must not be empty", c.TicketSeverity)

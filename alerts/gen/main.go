@@ -22,8 +22,7 @@ func main() {
 	app.Flag("job-selector", "Label matchers selecting the exporter's scrape target for the exporter-down alert.").Default(def.JobSelector).StringVar(&cfg.JobSelector)
 	app.Flag("selector", "Label matchers added to every selector of every rule (empty: none).").Default(def.Selector).StringVar(&cfg.Selector)
 	windows := app.Flag("burn-window", "Burn-rate condition LONG:SHORT:FACTOR:SEVERITY; repeat for each (default: the SRE workbook's four).").Strings()
-	app.Flag("page-severity", "severity label of paging alerts.").Default(def.PageSeverity).StringVar(&cfg.PageSeverity)
-	app.Flag("ticket-severity", "severity label of ticket alerts.").Default(def.TicketSeverity).StringVar(&cfg.TicketSeverity)
+	app.Flag("ticket-severity", "severity label of all alerts but the burn-rate ones.").Default(def.TicketSeverity).StringVar(&cfg.TicketSeverity)
 	dur := func(name, help string, v *model.Duration) {
 		app.Flag(name, help).Default(v.String()).SetValue(durationValue{v})
 	}
