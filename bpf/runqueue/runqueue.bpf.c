@@ -133,7 +133,8 @@ static __always_inline struct cg_stats *stats_of(u64 cgid)
 	return s;
 }
 
-static __always_inline void start_wait(struct task_struct *p, u64 now)
+/* start_wait marks p runnable-but-waiting and returns its cgroup id. */
+static __always_inline u64 start_wait(struct task_struct *p, u64 now)
 {
 	struct wait_mark *m;
 	struct cg_stats *s;
@@ -141,15 +142,16 @@ static __always_inline void start_wait(struct task_struct *p, u64 now)
 	m = bpf_task_storage_get(&task_wait, p, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!m) {
 		drop(DROP_NO_STORAGE);
-		return;
+		return 0;
 	}
 	if (m->since_ns)
-		return;	/* already waiting: keep the earliest start */
+		return m->cgid;	/* already waiting: keep the earliest start */
 	m->since_ns = now;
 	m->cgid = task_cgid(p);
 	s = stats_of(m->cgid);
 	if (s)
 		__sync_fetch_and_add(&s->waiting, 1);
+	return m->cgid;
 }
 
 static __always_inline void count_preemption(u64 victim, u64 by)
@@ -166,10 +168,16 @@ static __always_inline void count_preemption(u64 victim, u64 by)
 		drop(DROP_MAP_FULL);
 }
 
-static __always_inline void end_wait(struct task_struct *p, u64 now)
+/*
+ * end_wait records p's wait as it is switched in and returns its cgroup id
+ * (0 if we never saw it become runnable). The wait is charged to the
+ * cgroup p was in when it started waiting: the task's own cgroup, not the
+ * waker's, and one lookup cheaper than re-reading it here.
+ */
+static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 {
 	struct wait_mark *m;
-	struct cg_stats *s, *from;
+	struct cg_stats *s;
 	struct slo_entry *slo;
 	u64 lat, cgid;
 	u32 *bit;
@@ -177,28 +185,26 @@ static __always_inline void end_wait(struct task_struct *p, u64 now)
 
 	m = bpf_task_storage_get(&task_wait, p, NULL, 0);
 	if (!m || !m->since_ns)
-		return;
+		return 0;
 	lat = now - m->since_ns;
 	m->since_ns = 0;
-	from = bpf_map_lookup_elem(&cgroup_stats, &m->cgid);
-	if (from)
-		__sync_fetch_and_add(&from->waiting, -1);
-
-	cgid = task_cgid(p);
+	cgid = m->cgid;
 	s = stats_of(cgid);
 	if (!s)
-		return;
+		return cgid;
+	__sync_fetch_and_add(&s->waiting, -1);
 	hist_record(s, lat);
 
 	slo = bpf_map_lookup_elem(&slos, &cgid);
 	if (!slo)
-		return;
+		return cgid;
 	bit = bpf_map_lookup_elem(&overload, &slo->slot);
 	if (!bit)
-		return;
+		return cgid;
 	r = slo_judge(s, slo, lat, now, *bit);
 	if (r >= 0)
 		*bit = r;
+	return cgid;
 }
 
 SEC("tp_btf/sched_wakeup")
@@ -221,19 +227,17 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	     unsigned int prev_state)
 {
 	u64 now = bpf_ktime_get_ns();
+	u64 by = 0, victim;
 
+	/* pid 0 is the idle task: it never waits and never preempts. */
+	if (next->pid)
+		by = end_wait(next, now);
 	/* prev_state 0 is TASK_RUNNING: prev was preempted and waits again. */
 	if (prev->pid && prev_state == 0) {
-		start_wait(prev, now);
-		if (next->pid) {
-			u64 victim = task_cgid(prev), by = task_cgid(next);
-
-			if (victim != by)
-				count_preemption(victim, by);
-		}
+		victim = start_wait(prev, now);
+		if (by && victim && victim != by)
+			count_preemption(victim, by);
 	}
-	if (next->pid)
-		end_wait(next, now);
 	return 0;
 }
 

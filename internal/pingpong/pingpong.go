@@ -1,0 +1,60 @@
+// Package pingpong is a context-switch benchmark in the manner of
+// `perf bench sched pipe`: two OS threads bounce a byte over a pair of
+// pipes with blocking reads, so every round trip is two wakeups and two
+// switches. Used to measure what the tracer costs the scheduler path.
+package pingpong
+
+import (
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// Run does n round trips and returns their mean duration.
+func Run(n int) (time.Duration, error) {
+	var ab, ba [2]int
+	if err := syscall.Pipe(ab[:]); err != nil {
+		return 0, err
+	}
+	if err := syscall.Pipe(ba[:]); err != nil {
+		return 0, err
+	}
+	defer func() {
+		for _, fd := range []int{ab[0], ab[1], ba[0], ba[1]} {
+			syscall.Close(fd)
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		buf := make([]byte, 1)
+		for i := 0; i < n; i++ {
+			if _, err := syscall.Read(ab[0], buf); err != nil {
+				errc <- err
+				return
+			}
+			if _, err := syscall.Write(ba[1], buf); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 1)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := syscall.Write(ab[1], buf); err != nil {
+			return 0, err
+		}
+		if _, err := syscall.Read(ba[0], buf); err != nil {
+			return 0, err
+		}
+	}
+	elapsed := time.Since(start)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return elapsed / time.Duration(n), nil
+}

@@ -1,0 +1,13 @@
+package pingpong
+
+import "testing"
+
+func TestRoundTrips(t *testing.T) {
+	d, err := Run(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 {
+		t.Fatalf("mean round trip %v", d)
+	}
+}
