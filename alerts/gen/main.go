@@ -24,7 +24,7 @@ func main() {
 	windows := app.Flag("burn-window", "Burn-rate condition LONG:SHORT:FACTOR:SEVERITY; repeat for each (default: the SRE workbook's four).").Strings()
 	app.Flag("ticket-severity", "severity label of all alerts but the burn-rate ones.").Default(def.TicketSeverity).StringVar(&cfg.TicketSeverity)
 	dur := func(name, help string, v *model.Duration) {
-		app.Flag(name, help).Default(v.String()).SetValue(durationValue{v})
+		app.Flag(name, help).Default(v.String()).SetValue(durationValue{name, v})
 	}
 	dur("overload-for", "How long a cgroup stays overloaded before alerting.", &cfg.OverloadFor)
 	dur("not-attached-for", "How long the scheduler may stay detached while requested.", &cfg.NotAttachedFor)
@@ -62,12 +62,15 @@ func fail(err error) {
 }
 
 // durationValue lets kingpin parse Prometheus durations such as 1d.
-type durationValue struct{ d *model.Duration }
+type durationValue struct {
+	flag string
+	d    *model.Duration
+}
 
 func (v durationValue) Set(s string) error {
 	d, err := model.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+		return fmt.Errorf("--%s %q: %w", v.flag, s, err)
 	}
 	*v.d = d
 	return nil
