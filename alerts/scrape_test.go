@@ -54,7 +54,7 @@ func scxOnly(t *testing.T) map[string]bool {
 
 // startExporter runs the real exporter with an SLO on a real cgroup that
 // a shell loop keeps waking up, and waits until that cgroup has deadlines.
-func startExporter(t *testing.T, args ...string) (*exportertest.Exporter, exportertest.Families) {
+func startExporter(t *testing.T, args ...string) (e *exportertest.Exporter, f exportertest.Families, sloCgroup string) {
 	if testing.Short() {
 		t.Skip("starts the real exporter (root, BPF); skipped with -short")
 	}
@@ -65,7 +65,7 @@ func startExporter(t *testing.T, args ...string) (*exportertest.Exporter, export
 	if err := os.WriteFile(cfg, []byte("slos:\n  - cgroup: "+web+"\n    latencyBudget: 2ms\n    target: 0.99\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := exportertest.Start(t, append([]string{"--slo.config-file=" + cfg}, args...)...)
+	e = exportertest.Start(t, append([]string{"--slo.config-file=" + cfg}, args...)...)
 	loop := exec.Command("sh", "-c", "while :; do sleep 0.01; done")
 	loop.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := loop.Start(); err != nil {
@@ -78,22 +78,21 @@ func startExporter(t *testing.T, args ...string) (*exportertest.Exporter, export
 	if err := cg.Move(web, loop.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	var f exportertest.Families
 	for i := 0; i < 40; i++ {
 		f = e.Scrape(t)
 		if v, ok := f.Value("scx_slo_deadlines_total", map[string]string{"cgroup": web}); ok && v > 0 {
-			return e, f
+			return e, f, web
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Fatalf("no deadlines for %s after 10s\n%s", web, e.Log())
-	return nil, nil
+	return nil, nil, ""
 }
 
 // Every metric the rules and dashboards read is one the real exporter
 // exports, or is known to appear only in some states.
 func TestRealExporterExportsWhatRulesAndDashboardsRead(t *testing.T) {
-	_, f := startExporter(t)
+	_, f, _ := startExporter(t)
 	_, err := os.Stat("/sys/kernel/sched_ext")
 	haveScx := err == nil
 	scx := scxOnly(t)
@@ -222,7 +221,7 @@ func quiet(alertnames ...string) string {
 // real series, and their thresholds agree with what the exporter reports
 // when all is well.
 func TestRealExporterInObserveModeIsQuiet(t *testing.T) {
-	_, f := startExporter(t)
+	_, f, _ := startExporter(t)
 	runPromtool(t, series(f, "scx-slo", "real:9817", 60), quiet(
 		alerts.AlertCollectorFailing, alerts.AlertConfigReloadFailed, alerts.AlertExporterDown,
 		alerts.AlertNotAttached, alerts.AlertKernelIncompatible, alerts.AlertEnforcerEjected,
@@ -236,7 +235,7 @@ func TestRealExporterEnforcingOnIncompatibleKernelAlerts(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/sched_ext"); err == nil {
 		t.Skip("this kernel has sched_ext; --enforce would replace the host's scheduler (the enforcer's VM tests cover attaching)")
 	}
-	_, f := startExporter(t, "--enforce")
+	_, f, _ := startExporter(t, "--enforce")
 	if v, _ := f.Value("scx_slo_enforcer_requested", nil); v != 1 {
 		t.Fatalf("scx_slo_enforcer_requested = %v with --enforce, want 1", v)
 	}
@@ -255,10 +254,22 @@ func TestRealExporterEnforcingOnIncompatibleKernelAlerts(t *testing.T) {
 // data when promtool evaluates it on the exporter's real series: label
 // matchers, aggregations and vector matching fit what is really exported.
 func TestRealExporterFillsDashboardPanels(t *testing.T) {
-	_, f := startExporter(t)
-	exprs, err := dashboards.Expressions(dashboards.DefaultConfig())
+	_, f, web := startExporter(t)
+	files, err := dashboards.Build(dashboards.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// What a user would pick: this exporter's job and node, the SLO cgroup.
+	pick := map[string]string{"job": "scx-slo", "instance": "real:9817", "cgroup": web}
+	var exprs []string
+	for _, file := range files {
+		queries, err := dashboards.DashboardQueries(file.Dashboard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range queries {
+			exprs = append(exprs, dashboards.ExpandVariables(q, pick))
+		}
 	}
 	var b strings.Builder
 	b.WriteString("    promql_expr_test:\n")

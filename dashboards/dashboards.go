@@ -108,11 +108,13 @@ func Expressions(cfg Config) ([]string, error) {
 	}
 	var out []string
 	for _, f := range files {
-		exprs, err := DashboardExpressions(f.Dashboard)
+		queries, err := DashboardQueries(f.Dashboard)
 		if err != nil {
 			return nil, fmt.Errorf("dashboard %s: %w", f.Name, err)
 		}
-		out = append(out, exprs...)
+		for _, q := range queries {
+			out = append(out, ExpandVariables(q, nil))
+		}
 	}
 	return out, nil
 }
@@ -121,9 +123,10 @@ func Expressions(cfg Config) ([]string, error) {
 // label_values(<selector>, <label>).
 var labelValues = regexp.MustCompile(`^label_values\((.+),\s*[a-zA-Z_][a-zA-Z0-9_]*\)$`)
 
-// DashboardExpressions is Expressions for one dashboard model, e.g. one
-// read back from JSON.
-func DashboardExpressions(d dashboard.Dashboard) ([]string, error) {
+// DashboardQueries returns the PromQL of one dashboard model's panel
+// queries and variable queries (the selector of label_values), with
+// Grafana's variables still in them.
+func DashboardQueries(d dashboard.Dashboard) ([]string, error) {
 	var out []string
 	var panels []dashboard.Panel
 	for _, p := range d.Panels {
@@ -149,7 +152,7 @@ func DashboardExpressions(d dashboard.Dashboard) ([]string, error) {
 			default:
 				return nil, fmt.Errorf("panel %q: query of type %T is not a Prometheus query", title, t)
 			}
-			out = append(out, ExpandVariables(expr))
+			out = append(out, expr)
 		}
 	}
 	for _, v := range d.Templating.List {
@@ -160,7 +163,7 @@ func DashboardExpressions(d dashboard.Dashboard) ([]string, error) {
 		if m == nil {
 			return nil, fmt.Errorf("variable %s: query %q is not label_values(selector, label)", v.Name, *v.Query.String)
 		}
-		out = append(out, ExpandVariables(m[1]))
+		out = append(out, m[1])
 	}
 	return out, nil
 }
@@ -168,12 +171,15 @@ func DashboardExpressions(d dashboard.Dashboard) ([]string, error) {
 // grafanaVar matches $name and ${name} references.
 var grafanaVar = regexp.MustCompile(`\$\{?([a-zA-Z_][a-zA-Z0-9_]*)\}?`)
 
-// ExpandVariables replaces Grafana's variables in a query with values that
-// make it plain PromQL: interval variables with 5m, others (which only
-// appear inside label matchers) with ".*".
-func ExpandVariables(expr string) string {
+// ExpandVariables replaces Grafana's variables in a query to make it plain
+// PromQL: interval variables with 5m, others (which only appear inside
+// label matchers) with their entry in values, or ".*" without one.
+func ExpandVariables(expr string, values map[string]string) string {
 	return grafanaVar.ReplaceAllStringFunc(expr, func(ref string) string {
 		name := strings.Trim(ref, "${}")
+		if v, ok := values[name]; ok {
+			return v
+		}
 		if strings.HasPrefix(name, "__") && (strings.HasSuffix(name, "interval") || name == "__range") {
 			return "5m"
 		}

@@ -69,11 +69,11 @@ func TestJSONRoundTripsThroughSDK(t *testing.T) {
 		}
 		// And the checks below must see the same queries in the file as in
 		// the model: nothing lost in the JSON.
-		fromFile, err := DashboardExpressions(back)
+		fromFile, err := DashboardQueries(back)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fromModel, _ := DashboardExpressions(f.Dashboard)
+		fromModel, _ := DashboardQueries(f.Dashboard)
 		if !slices.Equal(fromFile, fromModel) || len(fromFile) == 0 {
 			t.Errorf("%s: %d queries in the file, %d in the model", f.Name, len(fromFile), len(fromModel))
 		}
@@ -133,10 +133,15 @@ func TestQueriesParseAndReadOnlyDocumentedMetrics(t *testing.T) {
 }
 
 func TestExpandVariables(t *testing.T) {
-	got := ExpandVariables(`rate(x{a=~"$job",b=~"${instance}"}[$__rate_interval]) + increase(y[$__range])`)
+	got := ExpandVariables(`rate(x{a=~"$job",b=~"${instance}"}[$__rate_interval]) + increase(y[$__range])`, nil)
 	want := `rate(x{a=~".*",b=~".*"}[5m]) + increase(y[5m])`
 	if got != want {
 		t.Fatalf("ExpandVariables = %s, want %s", got, want)
+	}
+	got = ExpandVariables(`x{cgroup="$cgroup",job=~"$job"}`, map[string]string{"cgroup": "/a.slice"})
+	want = `x{cgroup="/a.slice",job=~".*"}`
+	if got != want {
+		t.Fatalf("ExpandVariables with values = %s, want %s", got, want)
 	}
 }
 
@@ -147,7 +152,7 @@ func TestQueriesFollowTheVariables(t *testing.T) {
 	for _, f := range built {
 		for _, p := range panels(f.Dashboard) {
 			for _, raw := range rawExprs(p) {
-				if !strings.Contains(raw, `instance=~"$instance"`) && !strings.Contains(raw, `job=~"$shed_job"`) {
+				if !strings.Contains(raw, `instance=~"$instance"`) && !strings.Contains(raw, `instance="$instance"`) && !strings.Contains(raw, `job=~"$shed_job"`) {
 					t.Errorf("%s / %s: query ignores the instance variable: %s", f.Name, *p.Title, raw)
 				}
 				if f.Name == "scx-slo-cgroup.json" && strings.Contains(raw, "cgroup") && !strings.Contains(raw, `"$cgroup"`) && !strings.Contains(raw, "sum by (cgroup) (scx_slo_runqueue_waiting_tasks") {

@@ -5,11 +5,16 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 )
 
-// Label matchers the panels use; the variables fill them in.
+// Label matchers the panels use; the variables fill them in. Grafana
+// regex-escapes the values of multi-value variables for =~, but not of
+// single-value ones, so those use = (cgroup paths can hold regex
+// metacharacters, e.g. systemd's \x2d escapes).
 const (
-	selNode   = `job=~"$job",instance=~"$instance"`
-	selCgroup = selNode + `,cgroup=~"$cgroup"`
-	selShed   = `job=~"$shed_job"`
+	selNode      = `job=~"$job",instance=~"$instance"`
+	selCgroup    = selNode + `,cgroup=~"$cgroup"`
+	selShed      = `job=~"$shed_job"`
+	selOneNode   = `job=~"$job",instance="$instance"`
+	selOneCgroup = selOneNode + `,cgroup="$cgroup"`
 )
 
 func datasourceVar() *dashboard.DatasourceVariableBuilder {
