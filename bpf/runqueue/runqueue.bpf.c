@@ -32,6 +32,13 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile bool use_cgroup2 = true;
 const volatile int v1_hierarchy_id = 0;
 
+/*
+ * Cleared by userspace while the scheduler is attached: it judges
+ * deadlines itself and writes the same (shared) overload array, so the
+ * tracer then only keeps histograms.
+ */
+volatile bool judge_slos = true;
+
 enum drop_reason {
 	DROP_MAP_FULL,
 	DROP_NO_STORAGE,
@@ -195,6 +202,8 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 	__sync_fetch_and_add(&s->waiting, -1);
 	hist_record(s, lat);
 
+	if (!judge_slos)
+		return cgid;
 	slo = bpf_map_lookup_elem(&slos, &cgid);
 	if (!slo)
 		return cgid;

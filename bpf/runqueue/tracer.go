@@ -89,6 +89,12 @@ func (t *Tracer) Maps() slomaps.Maps {
 	return slomaps.Maps{Stats: t.objs.CgroupStats, SLOs: t.objs.Slos, Overload: t.objs.Overload}
 }
 
+// JudgeSLOs switches the tracer's deadline accounting on or off; off while
+// the scheduler, which judges deadlines itself, is attached.
+func (t *Tracer) JudgeSLOs(on bool) error {
+	return t.objs.JudgeSlos.Set(on)
+}
+
 // Programs returns the attached programs, for run-time statistics.
 func (t *Tracer) Programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{

@@ -60,6 +60,7 @@ const (
 	tracerProgOnSwitch      = "on_switch"
 	tracerProgOnWakeup      = "on_wakeup"
 	tracerProgOnWakeupNew   = "on_wakeup_new"
+	tracerVarJudgeSlos      = "judge_slos"
 	tracerVarUseCgroup2     = "use_cgroup2"
 	tracerVarV1HierarchyId  = "v1_hierarchy_id"
 )
@@ -129,6 +130,7 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
+	JudgeSlos     *ebpf.VariableSpec `ebpf:"judge_slos"`
 	UseCgroup2    *ebpf.VariableSpec `ebpf:"use_cgroup2"`
 	V1HierarchyId *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
 }
@@ -178,6 +180,7 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
+	JudgeSlos     *ebpf.Variable `ebpf:"judge_slos"`
 	UseCgroup2    *ebpf.Variable `ebpf:"use_cgroup2"`
 	V1HierarchyId *ebpf.Variable `ebpf:"v1_hierarchy_id"`
 }

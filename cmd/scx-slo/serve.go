@@ -26,6 +26,7 @@ import (
 	"github.com/scx-slo/scx-slo/collector"
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/logging"
+	"github.com/scx-slo/scx-slo/internal/overload"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/sloconfig"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -50,6 +51,7 @@ type serveFlags struct {
 	cgroupfs         string
 	sysfs            string
 	maxCgroups       uint32
+	overloadPinDir   string
 	enforce          enforceFlags
 }
 
@@ -67,6 +69,7 @@ func registerServe(app *kingpin.Application) {
 	cmd.Flag("path.cgroupfs", "Where cgroup hierarchies are mounted.").Default("/sys/fs/cgroup").StringVar(&f.cgroupfs)
 	cmd.Flag("path.sysfs", "sysfs mount point.").Default("/sys").StringVar(&f.sysfs)
 	cmd.Flag("bpf.max-cgroups", "Capacity of the per-cgroup BPF stats map.").Default("16384").Uint32Var(&f.maxCgroups)
+	cmd.Flag("overload.pin-dir", "bpffs directory where the overload bits are published for readers on the node (scx-slo-shed). Empty: don't publish.").Default(overload.DefaultDir).StringVar(&f.overloadPinDir)
 	addEnforceFlags(cmd, &f.enforce)
 	collector.AddFlags(cmd)
 	cmd.Action(func(*kingpin.ParseContext) error { return serve(f) })
@@ -124,6 +127,14 @@ func serve(f *serveFlags) error {
 		}
 		defer t.Close()
 		node.Tracer = t
+		if f.overloadPinDir != "" {
+			m := t.Maps()
+			if err := overload.Publish(f.overloadPinDir, m.SLOs, m.Overload); err != nil {
+				level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
+			} else {
+				defer overload.Unpublish(f.overloadPinDir)
+			}
+		}
 	}
 
 	enf, err := startEnforcer(ctx, &f.enforce, node, logger)
@@ -198,6 +209,7 @@ func serve(f *serveFlags) error {
 	mux := http.NewServeMux()
 	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, Registry: reg}))
 	mux.HandleFunc("/status", status.serveJSON)
+	mux.HandleFunc("/overload", status.serveOverload)
 	mux.HandleFunc("/", status.serveLanding(f.metricsPath))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
@@ -140,3 +142,39 @@ type stringWriter struct{ b []byte }
 
 func (w *stringWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 func (w *stringWriter) String() string              { return string(w.b) }
+
+// overloadState is the /overload answer: every SLO cgroup's bit, read live
+// from the BPF map, for readers that cannot open the bpffs pins.
+type overloadState struct {
+	Cgroup     string `json:"cgroup"`
+	ID         uint64 `json:"id"`
+	Overloaded bool   `json:"overloaded"`
+}
+
+func (s *statusSource) serveOverload(w http.ResponseWriter, r *http.Request) {
+	maps, ok := s.node.SLOMaps()
+	if !ok {
+		http.Error(w, "no BPF program loaded: overload state unknown", http.StatusServiceUnavailable)
+		return
+	}
+	want := r.URL.Query().Get("cgroup")
+	var out []overloadState
+	for id, a := range s.node.Sync.View().SLOs {
+		if want != "" && a.Cgroup.Path != want {
+			continue
+		}
+		on, err := maps.Overloaded(a.Slot)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out = append(out, overloadState{Cgroup: a.Cgroup.Path, ID: id, Overloaded: on})
+	}
+	if want != "" && len(out) == 0 {
+		http.Error(w, fmt.Sprintf("cgroup %q has no SLO", want), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(out)
+}

@@ -167,3 +167,30 @@ func Ancestor(path string, depth int) string {
 	}
 	return "/" + strings.Join(parts[:depth], "/")
 }
+
+// PathOf returns the path, in this hierarchy, of the cgroup process pid
+// belongs to (from /proc/<pid>/cgroup; pid 0 means the caller).
+func (h Hierarchy) PathOf(pid int) (string, error) {
+	file := "/proc/self/cgroup"
+	if pid > 0 {
+		file = fmt.Sprintf("/proc/%d/cgroup", pid)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		// hierarchy-id:controllers:path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if h.V2 && parts[0] == "0" && parts[1] == "" {
+			return parts[2], nil
+		}
+		if !h.V2 && parts[0] == strconv.Itoa(h.ID) {
+			return parts[2], nil
+		}
+	}
+	return "", fmt.Errorf("%s names no cgroup in %s", file, h)
+}

@@ -1,0 +1,94 @@
+package overload
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// ErrNoSLO means the cgroup has no SLO (no slot): never overloaded.
+var ErrNoSLO = errors.New("cgroup has no SLO")
+
+// Reader reads one cgroup's bit from the pinned maps.
+type Reader struct {
+	cgroupID uint64
+	slos     *ebpf.Map
+	overload *ebpf.Map
+	mem      *ebpf.Memory
+
+	mu       sync.Mutex
+	slot     uint32
+	hasSlot  bool
+	resolved time.Time
+}
+
+// SlotRefresh is how often the reader re-resolves its slot: slots change
+// only when the SLO config or the cgroup changes.
+const SlotRefresh = time.Second
+
+// Open opens the pins in dir for the cgroup with id cgroupID.
+func Open(dir string, cgroupID uint64) (*Reader, error) {
+	slos, err := ebpf.LoadPinnedMap(filepath.Join(dir, SLOsPin), nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, SLOsPin), err)
+	}
+	ov, err := ebpf.LoadPinnedMap(filepath.Join(dir, OverloadPin), nil)
+	if err != nil {
+		slos.Close()
+		return nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, OverloadPin), err)
+	}
+	mem, err := ov.Memory()
+	if err != nil {
+		slos.Close()
+		ov.Close()
+		return nil, fmt.Errorf("mapping %s: %w", filepath.Join(dir, OverloadPin), err)
+	}
+	return &Reader{cgroupID: cgroupID, slos: slos, overload: ov, mem: mem}, nil
+}
+
+// Close releases the maps.
+func (r *Reader) Close() error {
+	return errors.Join(r.slos.Close(), r.overload.Close())
+}
+
+// Overloaded reads the bit: one memory load, plus a map lookup once per
+// SlotRefresh.
+func (r *Reader) Overloaded() (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.resolved) > SlotRefresh {
+		if err := r.resolve(); err != nil {
+			return false, err
+		}
+	}
+	if !r.hasSlot {
+		return false, ErrNoSLO
+	}
+	var b [4]byte
+	if _, err := r.mem.ReadAt(b[:], int64(r.slot)*4); err != nil {
+		return false, err
+	}
+	return binary.NativeEndian.Uint32(b[:]) != 0, nil
+}
+
+func (r *Reader) resolve() error {
+	// struct slo_entry: budget_ns u64, allowed_miss u64, slot u32, importance u32.
+	var v [24]byte
+	err := r.slos.Lookup(r.cgroupID, &v)
+	r.resolved = time.Now()
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		r.hasSlot = false
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.slot = binary.NativeEndian.Uint32(v[16:20])
+	r.hasSlot = true
+	return nil
+}
