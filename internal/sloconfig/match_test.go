@@ -1,6 +1,8 @@
 package sloconfig
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -114,5 +116,21 @@ func BenchmarkMatch(b *testing.B) {
 	}
 	for b.Loop() {
 		c.Match("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/crio-abc.scope")
+	}
+}
+
+// BenchmarkParse10k measures a config near the practical size limit.
+func BenchmarkParse10k(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("slos:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&sb, "  - cgroup: /kubepods.slice/pod%d/*\n    latencyBudget: %dus\n    importance: %d\n", i, 100+i, 1+i%1000)
+	}
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Parse(data, "big.yaml"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
