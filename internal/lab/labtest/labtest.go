@@ -1,0 +1,171 @@
+// Package labtest runs a Go test inside the lab guest and carries JSON
+// results back. A test calls RunTest on the host; the same test binary
+// runs in the guest, where InGuest reports true and the test does the
+// kernel work and calls WriteJSON:
+//
+//	func TestAttach(t *testing.T) {
+//		if labtest.InGuest() {
+//			labtest.WriteJSON(t, "attach", measure(t))
+//			return
+//		}
+//		res := labtest.RunTest(t, lab.Options{})
+//		var got measurement
+//		labtest.ReadJSON(t, res, "attach", &got)
+//		...
+//	}
+package labtest
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scx-slo/scx-slo/internal/lab"
+)
+
+// guestEnv marks a process started by RunTest inside the guest.
+const guestEnv = "SCX_SLO_LAB_GUEST"
+
+// InGuest reports whether this test binary runs inside a lab guest.
+func InGuest() bool { return os.Getenv(guestEnv) == "1" }
+
+// Kernel returns the lab kernel or skips t when the machine cannot run
+// guests (no qemu, no static busybox, no kernel cached or obtainable). With
+// SCX_SLO_LAB_REQUIRED=1 (set it in CI) that is a failure instead. It also
+// skips in -short mode: each guest boot costs seconds of CPU.
+func Kernel(t testing.TB) *lab.Kernel {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a qemu guest; skipped in -short mode")
+	}
+	if err := lab.Available(""); err != nil {
+		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
+			t.Fatalf("SCX_SLO_LAB_REQUIRED is set but the lab cannot run: %v", err)
+		}
+		t.Skipf("lab unavailable: %v", err)
+	}
+	k, err := lab.EnsureKernel(t.Context(), "", t.Output())
+	if err != nil {
+		t.Fatalf("getting the lab kernel: %v", err)
+	}
+	return k
+}
+
+var builds sync.Map // package dir -> *build
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// testBinary compiles the current package's tests once per process.
+func testBinary(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := builds.LoadOrStore(wd, &build{})
+	b := v.(*build)
+	b.once.Do(func() {
+		// Not t.TempDir: the binary outlives this test for the others.
+		dir, err := os.MkdirTemp("", "scx-slo-labtest-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		start := time.Now()
+		b.path, b.err = lab.BuildTest(t.Context(), ".", dir)
+		t.Logf("labtest: built %s in %s", filepath.Base(b.path), time.Since(start).Round(time.Millisecond))
+	})
+	if b.err != nil {
+		t.Fatalf("building the test binary for the guest: %v", b.err)
+	}
+	return b.path
+}
+
+// RunTest runs t (by name) inside the guest and fails t if it fails there.
+// opts.Kernel defaults to Kernel(t); the guest console goes to t's output;
+// Files, Env and sizes in opts are kept. Guest-side failures show up in the
+// console above the host's failure message.
+func RunTest(t *testing.T, opts lab.Options) *lab.Result {
+	t.Helper()
+	if InGuest() {
+		t.Fatal("labtest.RunTest called inside the guest: guard the host side with labtest.InGuest()")
+	}
+	if opts.Kernel == nil {
+		opts.Kernel = Kernel(t)
+	}
+	bin := testBinary(t)
+	const guestBin = "/labtest/pkg.test"
+	opts.Files = append(append([]lab.Copy{}, opts.Files...), lab.Copy{Host: bin, Guest: guestBin})
+	env := map[string]string{guestEnv: "1"}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	opts.Env = env
+	opts.Command = []string{guestBin, "-test.run", runPattern(t.Name()), "-test.v", "-test.count=1"}
+	if opts.Console == nil {
+		opts.Console = t.Output()
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = t.TempDir()
+	}
+	res, err := lab.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("running %s in the guest: %v", t.Name(), err)
+	}
+	t.Logf("labtest: guest boot %s, total %s", res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	if res.ExitCode != 0 {
+		t.Fatalf("%s failed in the guest (exit status %d); see the [guest] lines above", t.Name(), res.ExitCode)
+	}
+	return res
+}
+
+// runPattern matches exactly one test or subtest: -test.run splits on "/"
+// and matches each level separately.
+func runPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+// OutDir is where guest-side code should put files for the host.
+func OutDir() string {
+	if d := os.Getenv("SCX_SLO_LAB_OUT"); d != "" {
+		return d
+	}
+	return "/out"
+}
+
+// WriteJSON (guest side) stores v as <name>.json in the guest's /out.
+func WriteJSON(t testing.TB, name string, v any) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatalf("labtest.WriteJSON %q: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(OutDir(), name+".json"), append(b, '\n'), 0o644); err != nil {
+		t.Fatalf("labtest.WriteJSON %q: %v", name, err)
+	}
+}
+
+// ReadJSON (host side) loads <name>.json that the guest test wrote.
+func ReadJSON(t testing.TB, res *lab.Result, name string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(res.OutDir, name+".json"))
+	if err != nil {
+		t.Fatalf("labtest.ReadJSON: the guest did not write %s.json: %v", name, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("labtest.ReadJSON %s.json: %v", name, err)
+	}
+}
