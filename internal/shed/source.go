@@ -1,0 +1,257 @@
+package shed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/overload"
+)
+
+// ErrNoSLO means none of the target's cgroups has an SLO: never overloaded.
+var ErrNoSLO = overload.ErrNoSLO
+
+// Source reads the overload bit of a Target. Overloaded is called from
+// one goroutine, every poll interval; it must return within a few
+// milliseconds or a bounded timeout, never hang.
+type Source interface {
+	Name() string
+	Overloaded() (bool, error)
+	Close() error
+}
+
+// Target is the cgroup whose bit decides shedding: the first of
+// Candidates, most specific first, that has an SLO.
+type Target struct {
+	Candidates []Cgroup
+}
+
+// Cgroup is one candidate: its path in the hierarchy and its id.
+type Cgroup struct {
+	Path string
+	ID   uint64
+}
+
+func (t Target) String() string {
+	paths := make([]string, len(t.Candidates))
+	for i, c := range t.Candidates {
+		paths[i] = c.Path
+	}
+	return strings.Join(paths, ",")
+}
+
+// ResolveTarget turns --cgroup into a Target. "auto" means this
+// process's own cgroup and its ancestors up to (not including) the root,
+// nearest first: in a pod the sidecar's container cgroup, then the pod's.
+// Anything else is one cgroup path.
+func ResolveTarget(h cgroupfs.Hierarchy, spec string) (Target, error) {
+	var paths []string
+	if spec == "auto" {
+		self, err := h.PathOf(0)
+		if err != nil {
+			return Target{}, fmt.Errorf("--cgroup=auto: %w", err)
+		}
+		for p := self; p != "/" && p != "." && p != ""; p = filepath.Dir(p) {
+			paths = append(paths, p)
+		}
+		if len(paths) == 0 {
+			return Target{}, fmt.Errorf("--cgroup=auto: this process runs in the root cgroup of %s; give --cgroup=PATH", h)
+		}
+	} else {
+		if !strings.HasPrefix(spec, "/") {
+			return Target{}, fmt.Errorf("--cgroup=%q: must be auto or a cgroup path starting with / (relative to the hierarchy root, without %s)", spec, h.Root)
+		}
+		paths = []string{filepath.Clean(spec)}
+	}
+	var t Target
+	for _, p := range paths {
+		id, err := cgroupfs.ID(h.Dir(p))
+		if err != nil {
+			return Target{}, fmt.Errorf("--cgroup=%q: cgroup %s: %w", spec, p, err)
+		}
+		t.Candidates = append(t.Candidates, Cgroup{Path: p, ID: id})
+	}
+	return t, nil
+}
+
+// pinRecheck is how often the pinned source checks that the pins it holds
+// are still the exporter's (an exporter restart pins new maps; the old
+// ones live on, frozen, while we hold them).
+const pinRecheck = time.Second
+
+// PinnedSource reads the bit through the exporter's pinned, mmapped map:
+// one memory load per read. It needs root or CAP_BPF with write access to
+// the pins (see package overload).
+type PinnedSource struct {
+	dir     string
+	target  Target
+	readers []*overload.Reader
+	ino     uint64
+	checked time.Time
+	openErr error
+}
+
+// NewPinnedSource opens lazily: the first read opens the pins, and a failed
+// open is retried at most once per second.
+func NewPinnedSource(dir string, t Target) *PinnedSource {
+	return &PinnedSource{dir: dir, target: t}
+}
+
+func (p *PinnedSource) Name() string { return "pinned" }
+
+func (p *PinnedSource) Overloaded() (bool, error) {
+	now := time.Now()
+	if now.Sub(p.checked) >= pinRecheck {
+		p.checked = now
+		p.openErr = p.check()
+	}
+	if p.openErr != nil {
+		return false, p.openErr
+	}
+	for _, r := range p.readers {
+		on, err := r.Overloaded()
+		if errors.Is(err, overload.ErrNoSLO) {
+			continue
+		}
+		return on, err
+	}
+	return false, ErrNoSLO
+}
+
+// check (re)opens the pins when they are missing or were replaced.
+func (p *PinnedSource) check() error {
+	pin := filepath.Join(p.dir, overload.OverloadPin)
+	var st syscall.Stat_t
+	if err := syscall.Stat(pin, &st); err != nil {
+		p.closeReaders()
+		return fmt.Errorf("pinned overload map %s: %w", pin, err)
+	}
+	if p.readers != nil && st.Ino == p.ino {
+		return nil
+	}
+	p.closeReaders()
+	for _, c := range p.target.Candidates {
+		r, err := overload.Open(p.dir, c.ID)
+		if err != nil {
+			p.closeReaders()
+			return err
+		}
+		p.readers = append(p.readers, r)
+	}
+	p.ino = st.Ino
+	return nil
+}
+
+func (p *PinnedSource) closeReaders() {
+	for _, r := range p.readers {
+		r.Close()
+	}
+	p.readers = nil
+}
+
+func (p *PinnedSource) Close() error { p.closeReaders(); return nil }
+
+// HTTPSource reads the bit from the exporter's /overload endpoint, for
+// readers without access to the pins.
+type HTTPSource struct {
+	base    *url.URL
+	target  Target
+	client  *http.Client
+	timeout time.Duration
+	// The candidate that had an SLO last time (-1: look again), and when
+	// the candidates were last searched.
+	current  int
+	searched time.Time
+}
+
+// NewHTTPSource reads from the exporter at base (e.g.
+// http://127.0.0.1:9817); each request times out after timeout.
+func NewHTTPSource(base string, t Target, timeout time.Duration) (*HTTPSource, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--state.url=%q: want http://host:port of the scx-slo exporter", base)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute, DisableCompression: true}
+	return &HTTPSource{base: u, target: t, client: &http.Client{Transport: tr}, timeout: timeout, current: -1}, nil
+}
+
+func (h *HTTPSource) Name() string { return "http" }
+
+func (h *HTTPSource) Close() error { h.client.CloseIdleConnections(); return nil }
+
+func (h *HTTPSource) Overloaded() (bool, error) {
+	if h.current >= 0 {
+		on, err := h.get(h.target.Candidates[h.current])
+		if !errors.Is(err, ErrNoSLO) {
+			return on, err
+		}
+		h.current = -1
+	}
+	// Search the candidates at most once per second: each miss is a 404.
+	if time.Since(h.searched) < pinRecheck {
+		return false, ErrNoSLO
+	}
+	h.searched = time.Now()
+	for i, c := range h.target.Candidates {
+		on, err := h.get(c)
+		if errors.Is(err, ErrNoSLO) {
+			continue
+		}
+		if err == nil {
+			h.current = i
+		}
+		return on, err
+	}
+	return false, ErrNoSLO
+}
+
+func (h *HTTPSource) get(c Cgroup) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+	defer cancel()
+	u := *h.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/overload"
+	u.RawQuery = url.Values{"cgroup": {c.Path}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", u.String(), err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return false, ErrNoSLO
+	default:
+		return false, fmt.Errorf("%s: %s: %s", u.String(), resp.Status, strings.TrimSpace(string(body)))
+	}
+	var states []struct {
+		Cgroup     string `json:"cgroup"`
+		ID         uint64 `json:"id"`
+		Overloaded bool   `json:"overloaded"`
+	}
+	if err := json.Unmarshal(body, &states); err != nil {
+		return false, fmt.Errorf("%s: bad answer: %w", u.String(), err)
+	}
+	for _, s := range states {
+		if s.Cgroup == c.Path {
+			return s.Overloaded, nil
+		}
+	}
+	return false, ErrNoSLO
+}
