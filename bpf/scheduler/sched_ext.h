@@ -24,8 +24,10 @@
 
 #define SCX_DSQ_FLAG_BUILTIN	(1ULL << 63)
 #define SCX_DSQ_LOCAL		(SCX_DSQ_FLAG_BUILTIN | 2)
+#define SCX_DSQ_LOCAL_ON	(SCX_DSQ_FLAG_BUILTIN | (1ULL << 62))	/* | cpu */
 
 #define SCX_ENQ_WAKEUP		(1ULL << 0)
+#define SCX_ENQ_PREEMPT		(1ULL << 32)	/* to a local DSQ: head, and cut the current slice */
 
 #define SCX_KICK_IDLE		(1ULL << 0)
 #define SCX_KICK_PREEMPT	(1ULL << 1)
@@ -129,6 +131,7 @@ extern struct task_struct *scx_bpf_dsq_peek(u64 dsq_id) __ksym;
 extern s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags, bool *is_idle) __ksym;
 extern s32 scx_bpf_pick_idle_cpu(const struct cpumask *cpus_allowed, u64 flags) __ksym;
 extern void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
+extern bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
 extern u32 scx_bpf_nr_cpu_ids(void) __ksym;
 extern u64 scx_bpf_now(void) __ksym;
 extern void scx_bpf_error_bstr(char *fmt, u64 *data, u32 data__sz) __ksym;

@@ -382,18 +382,22 @@ static long scan_cpu(u64 i, void *data)
 }
 
 /*
- * Kick the CPU running the latest deadline if it is later than `deadline`.
- * bpf_loop keeps the verifier's cost independent of the CPU count.
+ * Find the CPU running the latest deadline, if it is later than
+ * `deadline`; -1 if none. Ties go to the current CPU (no IPI needed: the
+ * wakeup usually arrives on the CPU the task last ran on). bpf_loop keeps
+ * the verifier's cost independent of the CPU count.
  */
-static __always_inline void preempt_for(u64 deadline)
+static __always_inline s32 preempt_victim(u64 deadline)
 {
 	struct victim_scan v = { .latest = deadline, .cpu = -1 };
+	u32 self = bpf_get_smp_processor_id();
+	u64 *k;
 
 	bpf_loop(min64(scx_bpf_nr_cpu_ids(), MAX_CPUS), scan_cpu, &v, 0);
-	if (v.cpu >= 0) {
-		scx_bpf_kick_cpu(v.cpu, SCX_KICK_PREEMPT);
-		stat_inc(STAT_KICK_PREEMPT);
-	}
+	k = bpf_map_lookup_elem(&cpu_keys, &self);
+	if (v.cpu >= 0 && k && *k == v.latest)
+		v.cpu = self;
+	return v.cpu;
 }
 
 /* Wait bookkeeping mirrors bpf/runqueue: start at runnable/preempted, end at running. */
@@ -467,13 +471,31 @@ s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	return cpu;
 }
 
+/*
+ * No CPU is idle and an SLO task due at `deadline` is waking up on
+ * `victim`'s account (see preempt_victim). If nothing queued is due
+ * sooner, hand it to that CPU directly: its local DSQ with
+ * SCX_ENQ_PREEMPT, which also cuts the running slice. Returns true if it
+ * did; otherwise the caller queues the task and kicks the victim.
+ */
+static __always_inline bool preempt_direct(struct task_struct *p, s32 victim, u64 deadline, u64 slice)
+{
+	struct task_struct *head = scx_bpf_dsq_peek(SLO_DSQ);
+
+	if (head && (s64)(scx(head)->scx.dsq_vtime - deadline) <= 0)
+		return false;
+	if (!bpf_cpumask_test_cpu(victim, scx(p)->cpus_ptr))
+		return false;
+	return scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL_ON | victim, slice, SCX_ENQ_PREEMPT);
+}
+
 void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	u64 now = scx_bpf_now(), cgid = task_cgid(p), deadline;
 	struct slo_entry *slo = bpf_map_lookup_elem(&slos, &cgid);
 	struct cg_ctx *c = cgctx_of(task_cpu_cgid(p));
 	struct task_ctx *t = tctx_of(p);
-	s32 cpu;
+	s32 cpu, victim;
 
 	if (c && throttled(c, now)) {
 		insert_vtime(p, THROTTLED_DSQ, 0, now);
@@ -485,8 +507,24 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		deadline = now + slo->budget_ns + penalty(cgid, slo);
 		if (t)
 			t->key = deadline;
-		insert_vtime(p, SLO_DSQ, slo_slice(slo), deadline);
 		stat_inc(STAT_ENQ_SLO);
+		cpu = scx_bpf_pick_idle_cpu(scx(p)->cpus_ptr, 0);
+		if (cpu >= 0) {
+			insert_vtime(p, SLO_DSQ, slo_slice(slo), deadline);
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+			stat_inc(STAT_KICK_IDLE);
+			return;
+		}
+		victim = preempt_victim(deadline);
+		if (victim >= 0) {
+			stat_inc(STAT_KICK_PREEMPT);
+			if (preempt_direct(p, victim, deadline, slo_slice(slo)))
+				return;
+		}
+		insert_vtime(p, SLO_DSQ, slo_slice(slo), deadline);
+		if (victim >= 0)
+			scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
+		return;
 	} else {
 		if (!scx_bpf_dsq_nr_queued(BE_DSQ))
 			be_since = now;	/* the bound counts from when BE work appears */
@@ -498,8 +536,6 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 	if (cpu >= 0) {
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 		stat_inc(STAT_KICK_IDLE);
-	} else if (slo) {
-		preempt_for(deadline);
 	}
 }
 

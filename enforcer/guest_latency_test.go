@@ -1,0 +1,128 @@
+package enforcer
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/scx-slo/scx-slo/bpf/runqueue"
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/workload"
+)
+
+// kernelView is the in-kernel measurement of the probe's cgroup: every
+// runnable-to-running wait, judged against the budget with slo_account.h.
+// Under EEVDF the observe-mode tracer (bpf/runqueue) measures it, under
+// scx-slo the scheduler itself: the same definitions either way.
+type kernelView struct {
+	Waits     uint64  `json:"waits"`
+	MeanNs    uint64  `json:"mean_ns"`
+	Misses    uint64  `json:"misses"`
+	MissRatio float64 `json:"miss_ratio"`
+}
+
+func readKernelView(t *testing.T, m slomaps.Maps, id uint64) kernelView {
+	t.Helper()
+	all, err := m.ReadStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := all[id]
+	if s == nil || s.Deadlines == 0 {
+		t.Fatalf("no judged wakeups recorded for cgroup %d", id)
+	}
+	return kernelView{Waits: s.Deadlines, MeanNs: s.SumNs / max(s.Count, 1), Misses: s.Misses,
+		MissRatio: float64(s.Misses) / float64(s.Deadlines)}
+}
+
+type latencyPhase struct {
+	Scheduler string               `json:"scheduler"`
+	Probe     workload.Summary     `json:"probe"`
+	Kernel    kernelView           `json:"kernel"`
+	Hogs      []workload.HogReport `json:"hogs"`
+}
+
+// TestGuestLatency: a 1 ms periodic probe (100 us of work) in an SLO
+// cgroup with a 1 ms budget against 2x vCPUs of hogs in a batch cgroup,
+// EEVDF and scx-slo interleaved in one boot.
+func TestGuestLatency(t *testing.T) {
+	inGuest(t)
+	const budget = time.Millisecond
+	lat, batch := newCgroup(t, "lat"), newCgroup(t, "batch")
+	slo := map[uint64]slomaps.Entry{lat.id: slomaps.NewEntry(uint64(budget), 0.99, 100, 0)}
+	hogs := 2 * runtime.NumCPU()
+	d := 3 * time.Second
+	var phases []latencyPhase
+	probe := map[string][]int64{}
+	kern := map[string]*kernelView{"eevdf": {}, "scx_slo": {}}
+	hogsOK := true
+	for round := 0; round < 2; round++ {
+		for _, name := range []string{"eevdf", "scx_slo"} {
+			var maps slomaps.Maps
+			var stop func()
+			if name == "scx_slo" {
+				e, err := New(Options{Logger: testLogger(t), MaxReattach: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := e.Start(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				maps, _ = e.Maps()
+				stop = func() {
+					st, _ := e.Stats()
+					t.Logf("scheduler stats: %v", st)
+					if !e.Attached() {
+						t.Errorf("round %d: scheduler ejected during the run: %+v", round, e.LastExit())
+					}
+					e.Stop()
+					waitState(t, "disabled", 5*time.Second)
+				}
+			} else {
+				tr, err := runqueue.Load(runqueue.Options{Hierarchy: cgroupfs.Hierarchy{Root: "/sys/fs/cgroup", V2: true}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				maps = tr.Maps()
+				stop = func() { tr.Close() }
+			}
+			if err := maps.SyncSLOs(slo); err != nil {
+				t.Fatal(err)
+			}
+			rep, hr := phase(t, lat, batch, hogs, d)
+			kv := readKernelView(t, maps, lat.id)
+			stop()
+			probe[name] = append(probe[name], rep.LatenessNs...)
+			kern[name].Waits += kv.Waits
+			kern[name].Misses += kv.Misses
+			s := workload.Summarize(rep.LatenessNs, budget)
+			t.Logf("round %d %-8s probe n=%d over=%.3f p50=%s p99=%s | kernel waits=%d mean=%s over=%.3f", round, name,
+				s.N, s.OverBudget, time.Duration(s.P50Ns), time.Duration(s.P99Ns), kv.Waits, time.Duration(kv.MeanNs), kv.MissRatio)
+			for i, h := range hr {
+				t.Logf("  hog %d: chunks=%d cpu=%s max_gap=%s", i, h.Chunks, time.Duration(h.CPUNs), time.Duration(h.MaxGapNs))
+				if h.Chunks == 0 || h.MaxGapNs > int64(2*time.Second) {
+					hogsOK = false
+				}
+			}
+			phases = append(phases, latencyPhase{Scheduler: name, Probe: s, Kernel: kv, Hogs: hr})
+		}
+	}
+	for _, k := range kern {
+		k.MissRatio = float64(k.Misses) / float64(max(k.Waits, 1))
+	}
+	se, ss := workload.Summarize(probe["eevdf"], budget), workload.Summarize(probe["scx_slo"], budget)
+	writeResult(t, "latency", map[string]any{"phases": phases, "probe": map[string]any{"eevdf": se, "scx_slo": ss}, "kernel": kern})
+	t.Logf("EEVDF   probe over=%.3f p50=%s p99=%s | kernel over=%.3f", se.OverBudget, time.Duration(se.P50Ns), time.Duration(se.P99Ns), kern["eevdf"].MissRatio)
+	t.Logf("scx_slo probe over=%.3f p50=%s p99=%s | kernel over=%.3f", ss.OverBudget, time.Duration(ss.P50Ns), time.Duration(ss.P99Ns), kern["scx_slo"].MissRatio)
+	if !hogsOK {
+		t.Error("a hog made no progress or waited over 2 s for a CPU")
+	}
+	// Generous relative bounds: TCG timing is noisy, medians are stable.
+	if kern["scx_slo"].MissRatio >= kern["eevdf"].MissRatio {
+		t.Errorf("waits over budget: scx_slo %.3f, EEVDF %.3f; want scx_slo lower", kern["scx_slo"].MissRatio, kern["eevdf"].MissRatio)
+	}
+	if ss.P50Ns > 2*se.P50Ns+int64(200*time.Microsecond) {
+		t.Errorf("probe median lateness: scx_slo %s, EEVDF %s; want scx_slo no worse", time.Duration(ss.P50Ns), time.Duration(se.P50Ns))
+	}
+}

@@ -1,0 +1,210 @@
+// Package workload holds the small programs the scheduler tests run in
+// the lab VM: a periodic latency probe and a CPU hog. A test binary calls
+// Main from TestMain, then starts copies of itself with Command, each in
+// the cgroup it names, and reads their JSON report from stdout.
+package workload
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// env names the workload a re-executed binary should run.
+const env = "SCX_SLO_WORKLOAD"
+
+// ProbeReport is the probe's output: how late each periodic wakeup was.
+type ProbeReport struct {
+	LatenessNs []int64 `json:"lateness_ns"`
+}
+
+// HogReport is the hog's output: work done and the longest stretch
+// without any progress (its worst wait for a CPU, roughly).
+type HogReport struct {
+	Chunks   uint64 `json:"chunks"`
+	MaxGapNs int64  `json:"max_gap_ns"`
+	CPUNs    int64  `json:"cpu_ns"` // CPU time used, from getrusage
+}
+
+// Main runs the workload named in the environment and exits; without it,
+// it returns and the caller goes on (the test binary's normal path).
+func Main() {
+	name := os.Getenv(env)
+	if name == "" {
+		return
+	}
+	var out any
+	var err error
+	switch name {
+	case "probe":
+		out, err = runProbe()
+	case "hog":
+		out, err = runHog()
+	default:
+		err = fmt.Errorf("%s=%q: want probe or hog", env, name)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(2)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// Command returns a command that re-runs this binary as the named
+// workload inside the cgroup open at cgroupFD. Parameters travel as
+// environment variables (see Probe and Hog).
+func Command(name string, cgroupFD int, params map[string]string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	// One P: fewer runtime threads competing with the workload itself.
+	cmd.Env = append(os.Environ(), env+"="+name, "GOMAXPROCS=1")
+	for k, v := range params {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	cmd.Stderr = os.Stderr
+	return cmd, nil
+}
+
+func durationParam(name string) (time.Duration, error) {
+	v := os.Getenv(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration like 1ms", name, v)
+	}
+	return d, nil
+}
+
+// Probe parameters: PROBE_PERIOD (wake every), PROBE_WORK (spin after
+// each wakeup), RUN_FOR (total).
+func runProbe() (*ProbeReport, error) {
+	period, err := durationParam("PROBE_PERIOD")
+	if err != nil {
+		return nil, err
+	}
+	work, err := durationParam("PROBE_WORK")
+	if err != nil {
+		return nil, err
+	}
+	total, err := durationParam("RUN_FOR")
+	if err != nil {
+		return nil, err
+	}
+	// Sleep in clock_nanosleep on a locked thread: the Go runtime's own
+	// timers wake through epoll with millisecond resolution, which would
+	// hide the scheduler's sub-millisecond behaviour.
+	runtime.LockOSThread()
+	rep := &ProbeReport{LatenessNs: make([]int64, 0, total/period)}
+	start := monotonic()
+	next := start + int64(period)
+	for next-start < int64(total) {
+		ts := unix.NsecToTimespec(next)
+		for {
+			err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		rep.LatenessNs = append(rep.LatenessNs, monotonic()-next)
+		spin(work)
+		next += int64(period)
+		if now := monotonic(); now > next {
+			next = now + int64(period) // overran: skip missed periods rather than burst
+		}
+	}
+	return rep, nil
+}
+
+func monotonic() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// Hog parameters: RUN_FOR.
+func runHog() (*HogReport, error) {
+	total, err := durationParam("RUN_FOR")
+	if err != nil {
+		return nil, err
+	}
+	rep := &HogReport{}
+	start := time.Now()
+	last := start
+	for {
+		spinIters(20000)
+		now := time.Now()
+		rep.Chunks++
+		if gap := int64(now.Sub(last)); gap > rep.MaxGapNs {
+			rep.MaxGapNs = gap
+		}
+		last = now
+		if now.Sub(start) >= total {
+			break
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		rep.CPUNs = ru.Utime.Nano() + ru.Stime.Nano()
+	}
+	return rep, nil
+}
+
+var sink uint64
+
+func spinIters(n int) {
+	x := sink
+	for i := 0; i < n; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	sink = x
+}
+
+func spin(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		spinIters(100)
+	}
+}
+
+// Summary condenses a probe run.
+type Summary struct {
+	N          int     `json:"n"`
+	OverBudget float64 `json:"over_budget"` // fraction of wakeups later than the budget
+	P50Ns      int64   `json:"p50_ns"`
+	P99Ns      int64   `json:"p99_ns"`
+	MaxNs      int64   `json:"max_ns"`
+}
+
+// Summarize computes the fraction over budget and percentiles.
+func Summarize(lateness []int64, budget time.Duration) Summary {
+	s := Summary{N: len(lateness)}
+	if len(lateness) == 0 {
+		return s
+	}
+	v := append([]int64(nil), lateness...)
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	over := 0
+	for _, x := range v {
+		if x > int64(budget) {
+			over++
+		}
+	}
+	s.OverBudget = float64(over) / float64(len(v))
+	s.P50Ns = v[len(v)/2]
+	s.P99Ns = v[min(len(v)-1, len(v)*99/100)]
+	s.MaxNs = v[len(v)-1]
+	return s
+}
