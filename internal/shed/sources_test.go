@@ -148,4 +148,3 @@ func TestResolveTarget(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
