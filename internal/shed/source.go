@@ -196,11 +196,11 @@ func (h *HTTPSource) Overloaded() (bool, error) {
 		}
 		h.current = -1
 	}
-	// Search the candidates at most once per second: each miss is a 404.
+	// Search the candidates at most once per second when none had an SLO:
+	// each miss is a 404 round trip.
 	if time.Since(h.searched) < pinRecheck {
 		return false, ErrNoSLO
 	}
-	h.searched = time.Now()
 	for i, c := range h.target.Candidates {
 		on, err := h.get(c)
 		if errors.Is(err, ErrNoSLO) {
@@ -211,6 +211,7 @@ func (h *HTTPSource) Overloaded() (bool, error) {
 		}
 		return on, err
 	}
+	h.searched = time.Now()
 	return false, ErrNoSLO
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -36,6 +37,9 @@ type Options struct {
 // ParseUpstream checks --upstream: an absolute http(s) URL with a host,
 // no query or fragment.
 func ParseUpstream(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		return nil, fmt.Errorf("--upstream=%q: scheme must be http or https, e.g. http://127.0.0.1:8081", s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("--upstream=%q: %v", s, err)
@@ -78,7 +82,16 @@ func New(o Options) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(o.Upstream)
+			// The sidecar sits behind the pod's ingress: append to the
+			// client chain it reports, and keep the host and scheme the
+			// edge saw.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			pr.SetXForwarded()
+			for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v := pr.In.Header.Get(h); v != "" {
+					pr.Out.Header.Set(h, v)
+				}
+			}
 			if o.PreserveHost {
 				pr.Out.Host = pr.In.Host
 			}

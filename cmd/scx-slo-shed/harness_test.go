@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/scx-slo/scx-slo/internal/exportertest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// shedBinary builds ./cmd/scx-slo-shed once per test process.
+func shedBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "scx-slo-shed-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "scx-slo-shed")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/scx-slo-shed")
+		cmd.Dir = exportertest.RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// shedProc is a running scx-slo-shed.
+type shedProc struct {
+	Addr, MetricsAddr string
+	cmd               *exec.Cmd
+	log               *lockedBuffer
+	done              chan error
+}
+
+// runShed runs the binary to completion (for start-up errors).
+func runShed(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(shedBinary(t), args...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// startShed starts the proxy on free loopback ports and waits until it
+// accepts connections.
+func startShed(t *testing.T, args ...string) *shedProc {
+	t.Helper()
+	p := &shedProc{Addr: exportertest.FreeAddr(t), MetricsAddr: exportertest.FreeAddr(t), log: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(shedBinary(t), append([]string{"--listen=" + p.Addr, "--web.listen-address=" + p.MetricsAddr}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.stop() })
+	deadline := time.Now().Add(20 * time.Second)
+	for _, addr := range []string{p.Addr, p.MetricsAddr} {
+		for {
+			select {
+			case err := <-p.done:
+				p.done <- err
+				t.Fatalf("scx-slo-shed exited early: %v\n%s", err, p.log.String())
+			default:
+			}
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("scx-slo-shed did not listen on %s\n%s", addr, p.log.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return p
+}
+
+func (p *shedProc) URL(path string) string { return "http://" + p.Addr + path }
+
+func (p *shedProc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+// wait returns the exit error, or fails after d.
+func (p *shedProc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(d):
+		t.Fatalf("scx-slo-shed still running after %v\n%s", d, p.log.String())
+		return nil
+	}
+}
+
+// scrape reads the proxy's own /metrics.
+func (p *shedProc) scrape(t *testing.T) exportertest.Families {
+	t.Helper()
+	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	return fams
+}
+
+// closedURL is an http URL on a loopback port nobody listens on.
+func closedURL(t *testing.T) string { return "http://" + exportertest.FreeAddr(t) }
+
+func contains(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
