@@ -196,9 +196,12 @@ func labGuestScript(f *labFlags, command []string) string {
 			args = append(args, "--slo.config-file="+labGuestConfig)
 		}
 		fmt.Fprintf(&b, "%s > /out/scx-slo.log 2>&1 &\n", shellJoin(args))
-		fmt.Fprintf(&b, "pid=$!\nenforce=%t\nready=%d\nurl=http://%s/metrics\n", !f.noEnforce, int(f.readyTimeout/(100*time.Millisecond)), labGuestListen)
+		fmt.Fprintf(&b, "pid=$!\nenforce=%t\nready=%d\nurl=http://%s/metrics\n", !f.noEnforce, int(f.readyTimeout.Seconds()+0.999), labGuestListen)
+		// Time by the guest clock: under TCG each probe takes far longer
+		// than its sleep.
 		b.WriteString(`export SCX_SLO_METRICS_URL=$url
-i=0
+now() { cut -d. -f1 /proc/uptime; }
+deadline=$(( $(now) + ready ))
 while :; do
 	if ! kill -0 $pid 2>/dev/null; then
 		echo "scx-slo lab: scx-slo exited before it was ready; its log:"; cat /out/scx-slo.log; exit 125
@@ -206,12 +209,11 @@ while :; do
 	if wget -q -O /dev/null "$url" 2>/dev/null; then
 		if ! $enforce || [ "$(cat /sys/kernel/sched_ext/state 2>/dev/null)" = enabled ]; then break; fi
 	fi
-	i=$((i+1))
-	if [ $i -ge $ready ]; then
-		echo "scx-slo lab: scx-slo not ready (metrics at $url, sched_ext state $(cat /sys/kernel/sched_ext/state)) after --ready-timeout; its log:"
+	if [ $(now) -ge $deadline ]; then
+		echo "scx-slo lab: scx-slo not ready (metrics at $url, sched_ext state $(cat /sys/kernel/sched_ext/state)) after --ready-timeout=${ready}s; its log:"
 		cat /out/scx-slo.log; exit 125
 	fi
-	sleep 0.1
+	sleep 0.2
 done
 echo "scx-slo lab: scx-slo ready (sched_ext state $(cat /sys/kernel/sched_ext/state), ops $(cat /sys/kernel/sched_ext/root/ops 2>/dev/null))"
 `)
