@@ -287,6 +287,10 @@ func (e *Enforcer) watch(ctx context.Context) {
 				}
 				continue
 			}
+			// ops.exit runs at the end of disabling: wait for it.
+			if readTrim(filepath.Join(e.opts.SchedExtDir, "state")) == "disabling" {
+				continue
+			}
 			e.ejected(cur)
 			retryAt = time.Now().Add(e.opts.Backoff << min(failures, 10))
 			failures++
@@ -315,12 +319,12 @@ func (e *Enforcer) ejected(in *instance) {
 		// Someone else detached it (scx-slo detach, another loader).
 		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled (detached from outside?)"}
 	}
-	e.metrics.exits.WithLabelValues(info.Kind).Inc()
-	level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
 	e.mu.Lock()
 	e.cur = nil
 	e.lastExit = info
 	e.mu.Unlock()
+	e.metrics.exits.WithLabelValues(info.Kind).Inc()
+	level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
 	in.close()
 	unpin(e.opts.PinDir)
 }
