@@ -130,3 +130,22 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A guest that never reaches the command (here: no init at all, so the
+// kernel panics) is retried once and then reported, not taken for exit 0.
+func TestGuestPanicIsAnError(t *testing.T) {
+	k := testKernel(t)
+	var console strings.Builder
+	_, err := Run(t.Context(), Options{
+		Kernel:     k,
+		Command:    []string{"true"},
+		KernelArgs: []string{"rdinit=/missing", "init=/missing"},
+		Console:    &console,
+	})
+	if err == nil || !strings.Contains(err.Error(), "without reporting") {
+		t.Fatalf("Run error = %v, want one saying the guest ended without reporting", err)
+	}
+	if !strings.Contains(console.String(), "booting again") || !strings.Contains(console.String(), "Kernel panic") {
+		t.Errorf("console lacks the panic and the retry note:\n%s", console.String())
+	}
+}

@@ -85,31 +85,30 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	// Never leave a guest running if we die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 5 * time.Second
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	start := time.Now()
-	con := &consoleWriter{out: opts.Console, prefix: opts.ConsolePrefix, start: start}
-	if opts.Interactive {
-		cmd.Stdin, cmd.Stdout = os.Stdin, os.Stdout
-		cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
-	} else {
-		cmd.Stdout = con
-	}
-	runErr := cmd.Run()
-	con.Flush()
-	res := &Result{Total: time.Since(start), Boot: con.bootTime()}
-	if ctx.Err() != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && opts.Timeout > 0 {
-			return nil, fmt.Errorf("guest did not finish within %s (Options.Timeout); qemu was killed%s", opts.Timeout, con.tailForError())
+	var con *consoleWriter
+	var res *Result
+	for attempt := 1; ; attempt++ {
+		var runErr error
+		var stderr string
+		con, res, stderr, runErr = boot(ctx, qemu, args, &opts)
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && opts.Timeout > 0 {
+				return nil, fmt.Errorf("guest did not finish within %s (Options.Timeout); qemu was killed%s", opts.Timeout, con.tailForError())
+			}
+			return nil, fmt.Errorf("guest run cancelled: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("guest run cancelled: %w", ctx.Err())
-	}
-	if runErr != nil {
-		return nil, fmt.Errorf("%s failed: %v: %s%s", qemuBinary, runErr, strings.TrimSpace(stderr.String()), con.tailForError())
+		if runErr != nil {
+			return nil, fmt.Errorf("%s failed: %v: %s%s", qemuBinary, runErr, stderr, con.tailForError())
+		}
+		// A guest that dies before the command starts hit a boot flake
+		// (see accel), not anything the caller did: boot it once more.
+		if _, _, err := readStatus(statusFile); err != nil && attempt == 1 && !opts.Interactive && res.Boot == 0 {
+			con.note("scx-slo-lab: guest died before the command started; booting again")
+			os.Remove(statusFile)
+			os.Remove(outFile)
+			continue
+		}
+		break
 	}
 	code, tarRC, err := readStatus(statusFile)
 	if err != nil {
@@ -128,6 +127,27 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("unpacking the guest's /out into %s: %w", res.OutDir, err)
 	}
 	return res, nil
+}
+
+// boot runs qemu once.
+func boot(ctx context.Context, qemu string, args []string, opts *Options) (*consoleWriter, *Result, string, error) {
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	// Never leave a guest running if we die.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	con := &consoleWriter{out: opts.Console, prefix: opts.ConsolePrefix, start: start}
+	if opts.Interactive {
+		cmd.Stdin, cmd.Stdout = os.Stdin, os.Stdout
+		cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
+	} else {
+		cmd.Stdout = con
+	}
+	err := cmd.Run()
+	con.Flush()
+	return con, &Result{Total: time.Since(start), Boot: con.bootTime()}, strings.TrimSpace(stderr.String()), err
 }
 
 func (o *Options) validate() error {
@@ -330,6 +350,13 @@ func (c *consoleWriter) line(l string) {
 	if c.out != nil {
 		fmt.Fprintf(c.out, "%s%s\n", c.prefix, l)
 	}
+}
+
+// note adds a line of our own to the console stream.
+func (c *consoleWriter) note(l string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.line(l)
 }
 
 func (c *consoleWriter) bootTime() time.Duration {
