@@ -39,6 +39,10 @@ const volatile int v1_hierarchy_id = 0;
  */
 volatile bool judge_slos = true;
 
+/* Bumped on every mkdir/rmdir in our hierarchy: userspace re-walks the
+ * cgroup tree only when it moved, instead of on every resync tick. */
+volatile u64 cgroup_generation;
+
 enum drop_reason {
 	DROP_MAP_FULL,
 	DROP_NO_STORAGE,
@@ -250,14 +254,27 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	return 0;
 }
 
+static __always_inline bool ours(struct cgroup *cgrp)
+{
+	return cgrp->root->hierarchy_id == (use_cgroup2 ? 0 : v1_hierarchy_id);
+}
+
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(on_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	if (ours(cgrp))
+		__sync_fetch_and_add(&cgroup_generation, 1);
+	return 0;
+}
+
 SEC("tp_btf/cgroup_rmdir")
 int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 {
-	int hid = use_cgroup2 ? 0 : v1_hierarchy_id;
 	u64 id;
 
-	if (cgrp->root->hierarchy_id != hid)
+	if (!ours(cgrp))
 		return 0;
+	__sync_fetch_and_add(&cgroup_generation, 1);
 	id = cgrp->kn->id;
 	bpf_map_delete_elem(&cgroup_stats, &id);
 	return 0;

@@ -63,7 +63,7 @@ func Load(opts Options) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("loading run-queue tracer: %w", err)
 	}
-	for _, p := range []*ebpf.Program{t.objs.OnWakeup, t.objs.OnWakeupNew, t.objs.OnSwitch, t.objs.OnCgroupRmdir} {
+	for _, p := range []*ebpf.Program{t.objs.OnWakeup, t.objs.OnWakeupNew, t.objs.OnSwitch, t.objs.OnCgroupMkdir, t.objs.OnCgroupRmdir} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			t.Close()
@@ -95,12 +95,21 @@ func (t *Tracer) JudgeSLOs(on bool) error {
 	return t.objs.JudgeSlos.Set(on)
 }
 
+// CgroupGeneration counts cgroup creations and removals in the hierarchy
+// since the tracer loaded.
+func (t *Tracer) CgroupGeneration() (uint64, error) {
+	var g uint64
+	err := t.objs.CgroupGeneration.Get(&g)
+	return g, err
+}
+
 // Programs returns the attached programs, for run-time statistics.
 func (t *Tracer) Programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
 		"sched_wakeup":     t.objs.OnWakeup,
 		"sched_wakeup_new": t.objs.OnWakeupNew,
 		"sched_switch":     t.objs.OnSwitch,
+		"cgroup_mkdir":     t.objs.OnCgroupMkdir,
 		"cgroup_rmdir":     t.objs.OnCgroupRmdir,
 	}
 }

@@ -49,20 +49,22 @@ type tracerWaitMark struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tracerMapCgroupStats    = "cgroup_stats"
-	tracerMapDrops          = "drops"
-	tracerMapOverload       = "overload"
-	tracerMapPreempts       = "preempts"
-	tracerMapSlos           = "slos"
-	tracerMapTaskWait       = "task_wait"
-	tracerMapZeroStats      = "zero_stats"
-	tracerProgOnCgroupRmdir = "on_cgroup_rmdir"
-	tracerProgOnSwitch      = "on_switch"
-	tracerProgOnWakeup      = "on_wakeup"
-	tracerProgOnWakeupNew   = "on_wakeup_new"
-	tracerVarJudgeSlos      = "judge_slos"
-	tracerVarUseCgroup2     = "use_cgroup2"
-	tracerVarV1HierarchyId  = "v1_hierarchy_id"
+	tracerMapCgroupStats      = "cgroup_stats"
+	tracerMapDrops            = "drops"
+	tracerMapOverload         = "overload"
+	tracerMapPreempts         = "preempts"
+	tracerMapSlos             = "slos"
+	tracerMapTaskWait         = "task_wait"
+	tracerMapZeroStats        = "zero_stats"
+	tracerProgOnCgroupMkdir   = "on_cgroup_mkdir"
+	tracerProgOnCgroupRmdir   = "on_cgroup_rmdir"
+	tracerProgOnSwitch        = "on_switch"
+	tracerProgOnWakeup        = "on_wakeup"
+	tracerProgOnWakeupNew     = "on_wakeup_new"
+	tracerVarCgroupGeneration = "cgroup_generation"
+	tracerVarJudgeSlos        = "judge_slos"
+	tracerVarUseCgroup2       = "use_cgroup2"
+	tracerVarV1HierarchyId    = "v1_hierarchy_id"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -107,6 +109,7 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
+	OnCgroupMkdir *ebpf.ProgramSpec `ebpf:"on_cgroup_mkdir"`
 	OnCgroupRmdir *ebpf.ProgramSpec `ebpf:"on_cgroup_rmdir"`
 	OnSwitch      *ebpf.ProgramSpec `ebpf:"on_switch"`
 	OnWakeup      *ebpf.ProgramSpec `ebpf:"on_wakeup"`
@@ -130,9 +133,10 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
-	JudgeSlos     *ebpf.VariableSpec `ebpf:"judge_slos"`
-	UseCgroup2    *ebpf.VariableSpec `ebpf:"use_cgroup2"`
-	V1HierarchyId *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
+	CgroupGeneration *ebpf.VariableSpec `ebpf:"cgroup_generation"`
+	JudgeSlos        *ebpf.VariableSpec `ebpf:"judge_slos"`
+	UseCgroup2       *ebpf.VariableSpec `ebpf:"use_cgroup2"`
+	V1HierarchyId    *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
 }
 
 // tracerObjects contains all objects after they have been loaded into the kernel.
@@ -180,15 +184,17 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
-	JudgeSlos     *ebpf.Variable `ebpf:"judge_slos"`
-	UseCgroup2    *ebpf.Variable `ebpf:"use_cgroup2"`
-	V1HierarchyId *ebpf.Variable `ebpf:"v1_hierarchy_id"`
+	CgroupGeneration *ebpf.Variable `ebpf:"cgroup_generation"`
+	JudgeSlos        *ebpf.Variable `ebpf:"judge_slos"`
+	UseCgroup2       *ebpf.Variable `ebpf:"use_cgroup2"`
+	V1HierarchyId    *ebpf.Variable `ebpf:"v1_hierarchy_id"`
 }
 
 // tracerPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
+	OnCgroupMkdir *ebpf.Program `ebpf:"on_cgroup_mkdir"`
 	OnCgroupRmdir *ebpf.Program `ebpf:"on_cgroup_rmdir"`
 	OnSwitch      *ebpf.Program `ebpf:"on_switch"`
 	OnWakeup      *ebpf.Program `ebpf:"on_wakeup"`
@@ -197,6 +203,7 @@ type tracerPrograms struct {
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
+		p.OnCgroupMkdir,
 		p.OnCgroupRmdir,
 		p.OnSwitch,
 		p.OnWakeup,

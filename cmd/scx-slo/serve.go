@@ -157,9 +157,13 @@ func serve(f *serveFlags) error {
 	if node.Tracer != nil {
 		sweepers = append(sweepers, node.Tracer.DeletePreemptions)
 	}
+	var generation func() (uint64, error)
+	if node.Tracer != nil {
+		generation = node.Tracer.CgroupGeneration
+	}
 	node.Sync = slosync.New(slosync.Options{
 		Hierarchy: hier, Config: cfg.Current, Targets: targets, Sweepers: sweepers,
-		IdleClear: f.idleClear, Logger: logger,
+		IdleClear: f.idleClear, Generation: generation, Logger: logger,
 	})
 	if err := node.Sync.Sync(); err != nil {
 		level.Warn(logger).Log("msg", "first SLO sync incomplete", "err", err)

@@ -7,14 +7,17 @@ package cgroupfs
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Hierarchy is one mounted cgroup hierarchy.
@@ -120,35 +123,63 @@ type Cgroup struct {
 }
 
 // Walk lists every cgroup of the hierarchy. Cgroups removed while walking
-// are skipped, not errors.
+// are skipped, not errors. It reads each directory once with getdents and
+// takes child ids from the entries' inode numbers, so a node with
+// thousands of cgroups (each directory holding dozens of control files)
+// costs one open, one or two getdents and one close per cgroup.
 func (h Hierarchy) Walk() ([]Cgroup, error) {
-	var out []Cgroup
-	err := filepath.WalkDir(h.Root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
+	rootID, err := ID(h.Root)
+	if err != nil {
+		return nil, err
+	}
+	out := []Cgroup{{ID: rootID, Path: "/", Depth: 0}}
+	buf := make([]byte, 16<<10)
+	for i := 0; i < len(out); i++ {
+		parent := out[i]
+		err := readSubdirs(h.Dir(parent.Path), buf, func(name string, ino uint64) {
+			p := parent.Path + "/" + name
+			if parent.Path == "/" {
+				p = "/" + name
 			}
-			if p == h.Root {
-				return err
-			}
-			return nil
+			out = append(out, Cgroup{ID: ino, Path: p, Depth: parent.Depth + 1})
+		})
+		if err != nil && i == 0 {
+			return nil, err
 		}
-		if !d.IsDir() {
-			return nil
-		}
-		id, err := ID(p)
+	}
+	return out, nil
+}
+
+// readSubdirs calls fn for each subdirectory of dir.
+func readSubdirs(dir string, buf []byte, fn func(name string, ino uint64)) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Getdents(fd, buf)
 		if err != nil {
+			return err
+		}
+		if n <= 0 {
 			return nil
 		}
-		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, h.Root), "/")
-		depth := 0
-		if rel != "/" {
-			depth = strings.Count(rel, "/")
+		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+		for off := 0; off < n; {
+			ino := binary.NativeEndian.Uint64(buf[off:])
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			typ := buf[off+18]
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if typ == unix.DT_DIR && string(name) != "." && string(name) != ".." {
+				fn(string(name), ino)
+			}
+			off += reclen
 		}
-		out = append(out, Cgroup{ID: id, Path: rel, Depth: depth})
-		return nil
-	})
-	return out, err
+	}
 }
 
 // Dir returns the directory of a cgroup path.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"structs"
 
 	"github.com/cilium/ebpf"
 
@@ -19,6 +20,7 @@ const MaxSlots = 4096
 
 // Stats mirrors struct cg_stats.
 type Stats struct {
+	_            structs.HostLayout // lets cilium/ebpf copy values without reflection
 	Hist         [latencyhist.Buckets]uint64
 	Count        uint64
 	SumNs        uint64
@@ -31,6 +33,7 @@ type Stats struct {
 
 // Entry mirrors struct slo_entry.
 type Entry struct {
+	_           structs.HostLayout
 	BudgetNs    uint64
 	AllowedMiss uint64
 	Slot        uint32
@@ -53,9 +56,29 @@ type Maps struct {
 	Stats, SLOs, Overload *ebpf.Map
 }
 
-// ReadStats returns every cgroup's stats, keyed by cgroup id.
+// ReadStats returns every cgroup's stats, keyed by cgroup id. It reads in
+// batches (one syscall per 256 cgroups) where the kernel allows.
 func (m Maps) ReadStats() (map[uint64]*Stats, error) {
 	out := make(map[uint64]*Stats)
+	keys := make([]uint64, 256)
+	vals := make([]Stats, 256)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.Stats.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			v := vals[i]
+			out[keys[i]] = &v
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil // end of map
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading cgroup_stats: %w", err)
+		}
+	}
 	var id uint64
 	var s Stats
 	it := m.Stats.Iterate()
@@ -67,6 +90,30 @@ func (m Maps) ReadStats() (map[uint64]*Stats, error) {
 		return nil, fmt.Errorf("reading cgroup_stats: %w", err)
 	}
 	return out, nil
+}
+
+// StatIDs lists the cgroup ids in cgroup_stats without reading values.
+func (m Maps) StatIDs() ([]uint64, error) {
+	var ids []uint64
+	var key, next uint64
+	var err error
+	for err = m.Stats.NextKey(nil, &next); err == nil; err = m.Stats.NextKey(key, &next) {
+		ids = append(ids, next)
+		key = next
+	}
+	if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, fmt.Errorf("listing cgroup_stats: %w", err)
+	}
+	return ids, nil
+}
+
+// StatsOf reads one cgroup's stats; ok is false if it has none.
+func (m Maps) StatsOf(id uint64) (s Stats, ok bool, err error) {
+	err = m.Stats.Lookup(id, &s)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return s, false, nil
+	}
+	return s, err == nil, err
 }
 
 // Overloaded reads one slot's overload bit.

@@ -47,15 +47,24 @@ type Options struct {
 	// for this long: an idle cgroup can't be missing deadlines, and the
 	// in-kernel estimate only moves on wakeups.
 	IdleClear time.Duration
-	Logger    log.Logger
+	// Generation, if set, counts cgroup creations and removals (the
+	// tracer's cgroup_mkdir/rmdir hooks). Run then re-walks the tree only
+	// when it moved, on a kick, or every FullInterval; other ticks only
+	// clear idle overload bits.
+	Generation func() (uint64, error)
+	Logger     log.Logger
 }
+
+// FullInterval bounds how long Run goes without a full pass.
+const FullInterval = time.Minute
 
 // Syncer does the work; Sync is safe to call from several goroutines.
 type Syncer struct {
-	opts  Options
-	mu    sync.Mutex
-	view  View
-	slots map[uint64]uint32 // cgroup id -> slot, stable while the cgroup lives
+	opts    Options
+	mu      sync.Mutex
+	view    View
+	slots   map[uint64]uint32 // cgroup id -> slot, stable while the cgroup lives
+	lastGen uint64
 }
 
 // New returns a Syncer; call Sync or Run to populate it.
@@ -81,6 +90,12 @@ func (s *Syncer) Sync() error {
 	cgs, err := s.opts.Hierarchy.Walk()
 	if err != nil {
 		return err
+	}
+	if s.opts.Generation != nil {
+		// Read before walking: a change during the walk triggers another.
+		if g, err := s.opts.Generation(); err == nil {
+			s.lastGen = g
+		}
 	}
 	cfg := s.opts.Config()
 	view := View{Cgroups: make(map[uint64]cgroupfs.Cgroup, len(cgs)), SLOs: make(map[uint64]Assignment), Walked: time.Now()}
@@ -132,18 +147,17 @@ func (s *Syncer) Sync() error {
 	}
 
 	gone := func(id uint64) bool { _, ok := view.Cgroups[id]; return !ok }
-	now := monotonicNs()
 	for _, m := range s.opts.Targets() {
 		if err := m.SyncSLOs(want); err != nil {
 			errs = append(errs, err)
 		}
-		stats, err := m.ReadStats()
+		ids, err := m.StatIDs()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		var stale []uint64
-		for id := range stats {
+		for _, id := range ids {
 			if gone(id) {
 				stale = append(stale, id)
 			}
@@ -151,16 +165,7 @@ func (s *Syncer) Sync() error {
 		if err := m.DeleteStats(stale); err != nil {
 			errs = append(errs, err)
 		}
-		if s.opts.IdleClear > 0 {
-			for id, a := range view.SLOs {
-				st, ok := stats[id]
-				if !ok || now-st.LastJudgedNs > uint64(s.opts.IdleClear.Nanoseconds()) {
-					if on, err := m.Overloaded(a.Slot); err == nil && on {
-						errs = append(errs, m.SetOverloaded(a.Slot, false))
-					}
-				}
-			}
-		}
+		errs = append(errs, s.clearIdle(m, view))
 	}
 	for _, sweep := range s.opts.Sweepers {
 		errs = append(errs, sweep(gone))
@@ -169,21 +174,76 @@ func (s *Syncer) Sync() error {
 	return errors.Join(errs...)
 }
 
+// clearIdle clears the overload bit of SLO cgroups without a judged
+// wakeup for IdleClear.
+func (s *Syncer) clearIdle(m slomaps.Maps, view View) error {
+	if s.opts.IdleClear <= 0 {
+		return nil
+	}
+	var errs []error
+	now := monotonicNs()
+	for id, a := range view.SLOs {
+		st, ok, err := m.StatsOf(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ok || now-st.LastJudgedNs > uint64(s.opts.IdleClear.Nanoseconds()) {
+			if on, err := m.Overloaded(a.Slot); err == nil && on {
+				errs = append(errs, m.SetOverloaded(a.Slot, false))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// needsWalk reports whether the cgroup tree may have changed since the
+// last full pass.
+func (s *Syncer) needsWalk() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.Generation == nil || time.Since(s.view.Walked) > FullInterval {
+		return true
+	}
+	g, err := s.opts.Generation()
+	return err != nil || g != s.lastGen
+}
+
 // Run syncs every interval and whenever kick receives, until stop closes.
 func (s *Syncer) Run(stop <-chan struct{}, interval time.Duration, kick <-chan struct{}) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	full := true
 	for {
-		if err := s.Sync(); err != nil {
+		var err error
+		if full || s.needsWalk() {
+			err = s.Sync()
+		} else {
+			err = s.light()
+		}
+		if err != nil {
 			level.Warn(s.opts.Logger).Log("msg", "SLO sync incomplete", "err", err)
 		}
+		full = false
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		case <-kick:
+			full = true
 		}
 	}
+}
+
+// light is the pass for ticks where the tree did not change.
+func (s *Syncer) light() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, m := range s.opts.Targets() {
+		errs = append(errs, s.clearIdle(m, s.view))
+	}
+	return errors.Join(errs...)
 }
 
 func monotonicNs() uint64 {
