@@ -80,7 +80,7 @@ func runShed(t *testing.T, args ...string) (string, error) {
 
 // startShed starts the proxy on free loopback ports and waits until it
 // accepts connections.
-func startShed(t *testing.T, args ...string) *shedProc {
+func startShed(t testing.TB, args ...string) *shedProc {
 	t.Helper()
 	p := &shedProc{Addr: exportertest.FreeAddr(t), MetricsAddr: exportertest.FreeAddr(t), log: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(shedBinary(t), append([]string{"--listen=" + p.Addr, "--web.listen-address=" + p.MetricsAddr}, args...)...)
@@ -141,7 +141,7 @@ func (p *shedProc) wait(t *testing.T, d time.Duration) error {
 }
 
 // scrape reads the proxy's own /metrics.
-func (p *shedProc) scrape(t *testing.T) exportertest.Families {
+func (p *shedProc) scrape(t testing.TB) exportertest.Families {
 	t.Helper()
 	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
 	if err != nil {
