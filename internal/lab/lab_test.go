@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf/btf"
 )
 
 // testKernel returns the lab kernel, skipping when the machine cannot run
@@ -147,5 +149,26 @@ func TestGuestPanicIsAnError(t *testing.T) {
 	}
 	if !strings.Contains(console.String(), "booting again") || !strings.Contains(console.String(), "Kernel panic") {
 		t.Errorf("console lacks the panic and the retry note:\n%s", console.String())
+	}
+}
+
+// The BTF copied out of the guest must be the guest kernel's and describe
+// sched_ext, which the scheduler's headers are generated from.
+func TestKernelBTFHasSchedExt(t *testing.T) {
+	k := testKernel(t)
+	p, err := k.BTF(t.Context(), testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := btf.LoadSpec(p)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", p, err)
+	}
+	var ops *btf.Struct
+	if err := spec.TypeByName("sched_ext_ops", &ops); err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	if len(ops.Members) < 10 {
+		t.Errorf("struct sched_ext_ops has %d members, want the full ops table", len(ops.Members))
 	}
 }
