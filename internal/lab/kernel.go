@@ -25,8 +25,6 @@ type Kernel struct {
 	Config  string // its kernel config
 	Suite   string // Debian suite it came from
 	Package string // package and version, e.g. "linux-image-7.3.4+deb13-amd64 7.3.4-1~bpo13+1"
-
-	cacheDir string
 }
 
 // kernelSuites are searched in order; the first suite with a usable kernel
@@ -164,7 +162,7 @@ func loadCachedKernel(cacheDir string) (*Kernel, error) {
 
 func newKernel(cacheDir, release string) *Kernel {
 	dir := filepath.Join(cacheDir, "kernels", release)
-	return &Kernel{Release: release, Vmlinuz: filepath.Join(dir, "vmlinuz"), Config: filepath.Join(dir, "config"), cacheDir: cacheDir}
+	return &Kernel{Release: release, Vmlinuz: filepath.Join(dir, "vmlinuz"), Config: filepath.Join(dir, "config")}
 }
 
 func (k *Kernel) dir() string { return filepath.Dir(k.Vmlinuz) }
