@@ -32,6 +32,7 @@
 #define SCX_KICK_IDLE		(1ULL << 0)
 #define SCX_KICK_PREEMPT	(1ULL << 1)
 
+#define SCX_OPS_ENQ_LAST	(1ULL << 1)
 #define SCX_OPS_SWITCH_PARTIAL	(1ULL << 3)
 
 #define SCX_OPS_NAME_LEN	128

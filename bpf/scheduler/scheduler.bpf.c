@@ -352,13 +352,18 @@ static __always_inline void insert_vtime(struct task_struct *p, u64 dsq, u64 sli
 	__scx_bpf_dsq_insert_vtime(p, &args);
 }
 
-/* Best-effort virtual time, clamped so sleepers bank at most one slice. */
-static __always_inline u64 be_vtime(struct task_struct *p)
+/*
+ * Best-effort virtual time. A task that slept is clamped so it banks at
+ * most one slice of credit; a task that was runnable all along is not,
+ * or a heavy cgroup's tasks would lose the credit their weight earned
+ * whenever a light task (whose vtime moves in big steps) starts.
+ */
+static __always_inline u64 be_vtime(struct task_struct *p, bool slept)
 {
 	u64 floor = be_vnow - be_slice_ns;
 	s64 behind = (s64)(scx(p)->scx.dsq_vtime - floor);
 
-	if (behind < 0)
+	if (slept && behind < 0)
 		scx(p)->scx.dsq_vtime = floor;
 	return scx(p)->scx.dsq_vtime;
 }
@@ -451,11 +456,15 @@ s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	bool is_idle = false;
 	s32 cpu;
 	u64 cgid, slice = be_slice_ns;
+	struct cg_ctx *c;
 	struct slo_entry *slo;
 
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (!is_idle)
 		return cpu;
+	c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
+	if (c && throttled(c, scx_bpf_now()))
+		return cpu;	/* ops.enqueue parks it */
 	/* An idle CPU: run there now, whatever the task's class. */
 	cgid = task_cgid(p);
 	slo = bpf_map_lookup_elem(&slos, &cgid);
@@ -528,7 +537,7 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 	} else {
 		if (!scx_bpf_dsq_nr_queued(BE_DSQ))
 			be_since = now;	/* the bound counts from when BE work appears */
-		insert_vtime(p, BE_DSQ, be_slice_ns, be_vtime(p));
+		insert_vtime(p, BE_DSQ, be_slice_ns, be_vtime(p, enq_flags & SCX_ENQ_WAKEUP));
 		stat_inc(STAT_ENQ_BE);
 	}
 
@@ -564,7 +573,7 @@ static __always_inline void unthrottle(u64 now)
 			scx_bpf_dsq_move_set_vtime(&it, now + slo->budget_ns);
 			scx_bpf_dsq_move_vtime(&it, p, SLO_DSQ, 0);
 		} else {
-			scx_bpf_dsq_move_set_vtime(&it, be_vtime(p));
+			scx_bpf_dsq_move_set_vtime(&it, be_vtime(p, true));
 			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ, 0);
 		}
 		stat_inc(STAT_UNTHROTTLE);
@@ -839,7 +848,12 @@ struct sched_ext_ops scx_slo = {
 	.cgroup_set_bandwidth	= (void *)slo_cgroup_set_bandwidth,
 	.init			= (void *)slo_init,
 	.exit			= (void *)slo_exit,
-	.flags			= 0,	/* the loader may set SCX_OPS_SWITCH_PARTIAL */
+	/*
+	 * ENQ_LAST: without it the kernel keeps running a CPU's last task
+	 * past its slice without asking us, which would let a throttled
+	 * cgroup run on. The loader may add SCX_OPS_SWITCH_PARTIAL.
+	 */
+	.flags			= SCX_OPS_ENQ_LAST,
 	.timeout_ms		= 5000,
 	.name			= "scx_slo",
 };

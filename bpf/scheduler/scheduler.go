@@ -24,3 +24,7 @@ var StatNames = []string{
 
 // SwitchPartial is SCX_OPS_SWITCH_PARTIAL: schedule only SCHED_EXT tasks.
 const SwitchPartial = 1 << 3
+
+// CgCtx mirrors struct cg_ctx, the per-cgroup state in the cg_ctxs map
+// (tests inspect it).
+type CgCtx = schedCgCtx
