@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scx-slo/scx-slo/collector"
+	"github.com/scx-slo/scx-slo/enforcer"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
@@ -25,7 +26,7 @@ func addEnforceFlags(cmd *kingpin.CmdClause, f *enforceFlags) {
 	cmd.Flag("enforce", "Load the scx-slo sched_ext scheduler once the kernel is confirmed compatible. --enforce=false (or `scx-slo detach`) removes a pinned one.").BoolVar(&f.on)
 	cmd.Flag("enforce.partial", "Schedule only tasks whose policy is SCHED_EXT; leave the rest to the default scheduler.").BoolVar(&f.partial)
 	cmd.Flag("enforce.keep-pinned", "On exit, leave the scheduler attached (pinned in bpffs) so an upgrade does not flap it.").BoolVar(&f.keepPinned)
-	cmd.Flag("enforce.pin-dir", "bpffs directory for the scheduler's pinned link and maps.").Default("/sys/fs/bpf/scx-slo").StringVar(&f.pinDir)
+	cmd.Flag("enforce.pin-dir", "bpffs directory for the scheduler's pinned link and maps.").Default(enforcer.DefaultPinDir).StringVar(&f.pinDir)
 }
 
 // enforcerState is what the exporter knows of enforcement; it is also the
@@ -45,7 +46,7 @@ type enforcerBackend interface {
 	Stop()
 }
 
-func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger) (*enforcerState, error) {
+func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps)) (*enforcerState, error) {
 	e := &enforcerState{
 		requested:     f.on,
 		requestedDesc: prometheus.NewDesc("scx_slo_enforcer_requested", "1 if --enforce was given.", nil, nil),
@@ -64,7 +65,7 @@ func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, l
 		level.Warn(logger).Log("msg", "--enforce given but this kernel cannot run the scheduler; observing only", "reasons", strings.Join(why, "; "))
 		return e, nil
 	}
-	b, err := newEnforcerBackend(ctx, f, node, logger)
+	b, err := newEnforcerBackend(ctx, f, node, logger, onAttach)
 	if err != nil {
 		e.reason = "load failed: " + err.Error()
 		level.Error(logger).Log("msg", "could not start the scheduler; observing only", "err", err)

@@ -127,17 +127,16 @@ func serve(f *serveFlags) error {
 		}
 		defer t.Close()
 		node.Tracer = t
-		if f.overloadPinDir != "" {
-			m := t.Maps()
-			if err := overload.Publish(f.overloadPinDir, m.SLOs, m.Overload); err != nil {
-				level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
-			} else {
-				defer overload.Unpublish(f.overloadPinDir)
-			}
-		}
 	}
 
-	enf, err := startEnforcer(ctx, &f.enforce, node, logger)
+	kick := make(chan struct{}, 1)
+	kickSync := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	enf, err := startEnforcer(ctx, &f.enforce, node, logger, func(slomaps.Maps) { kickSync() })
 	if err != nil {
 		return err
 	}
@@ -182,7 +181,11 @@ func serve(f *serveFlags) error {
 	}
 
 	var wg sync.WaitGroup
-	kick := make(chan struct{}, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); followMode(ctx, node, enf, f.overloadPinDir, kickSync, logger) }()
+	if f.overloadPinDir != "" {
+		defer overload.Unpublish(f.overloadPinDir)
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = cfg.Run(ctx) }()
 	go func() {
@@ -198,10 +201,7 @@ func serve(f *serveFlags) error {
 					continue
 				}
 				level.Info(logger).Log("msg", "SLO config applied", "slos", len(c.SLOs))
-				select {
-				case kick <- struct{}{}:
-				default:
-				}
+				kickSync()
 			}
 		}
 	}()
@@ -234,6 +234,41 @@ func serve(f *serveFlags) error {
 		err = nil
 	}
 	return err
+}
+
+// followMode keeps everything that depends on who judges deadlines in
+// step with the scheduler's attachment: the published overload pins point
+// at the authoritative maps, and the tracer stops judging while the
+// scheduler does it.
+func followMode(ctx context.Context, node *collector.Node, enf *enforcerState, pinDir string, kickSync func(), logger log.Logger) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	first := true
+	var was bool
+	for {
+		if now := enf.attached(); first || now != was {
+			if m, ok := node.SLOMaps(); ok && pinDir != "" {
+				if err := overload.Publish(pinDir, m.SLOs, m.Overload); err != nil {
+					level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
+				}
+			}
+			if node.Tracer != nil {
+				if err := node.Tracer.JudgeSLOs(!now); err != nil {
+					level.Warn(logger).Log("msg", "switching the tracer's deadline accounting", "err", err)
+				}
+			}
+			if !first {
+				level.Info(logger).Log("msg", "deadline accounting source changed", "scheduler_attached", now)
+			}
+			kickSync()
+			first, was = false, now
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // stdLogger adapts go-kit to promhttp's Println logger.

@@ -30,7 +30,7 @@ const (
 	OverloadPin = "overload"
 	SLOsPin     = "slos"
 	// DefaultDir is where the exporter pins them.
-	DefaultDir = "/sys/fs/bpf/scx-slo/state"
+	DefaultDir = "/sys/fs/bpf/scx-slo-state"
 )
 
 // Publish pins slos and overload in dir, replacing stale pins a previous

@@ -16,6 +16,7 @@ var ErrNoSLO = errors.New("cgroup has no SLO")
 
 // Reader reads one cgroup's bit from the pinned maps.
 type Reader struct {
+	dir      string
 	cgroupID uint64
 	slos     *ebpf.Map
 	overload *ebpf.Map
@@ -33,22 +34,61 @@ const SlotRefresh = time.Second
 
 // Open opens the pins in dir for the cgroup with id cgroupID.
 func Open(dir string, cgroupID uint64) (*Reader, error) {
+	r := &Reader{dir: dir, cgroupID: cgroupID}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// open (re)opens both pins and maps the overload array.
+func (r *Reader) open() error {
+	slos, ov, mem, err := openPins(r.dir)
+	if err != nil {
+		return err
+	}
+	if r.slos != nil {
+		r.Close()
+	}
+	r.slos, r.overload, r.mem = slos, ov, mem
+	return nil
+}
+
+func openPins(dir string) (*ebpf.Map, *ebpf.Map, *ebpf.Memory, error) {
 	slos, err := ebpf.LoadPinnedMap(filepath.Join(dir, SLOsPin), nil)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, SLOsPin), err)
+		return nil, nil, nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, SLOsPin), err)
 	}
 	ov, err := ebpf.LoadPinnedMap(filepath.Join(dir, OverloadPin), nil)
 	if err != nil {
 		slos.Close()
-		return nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, OverloadPin), err)
+		return nil, nil, nil, fmt.Errorf("opening %s: %w", filepath.Join(dir, OverloadPin), err)
 	}
 	mem, err := ov.Memory()
 	if err != nil {
 		slos.Close()
 		ov.Close()
-		return nil, fmt.Errorf("mapping %s: %w", filepath.Join(dir, OverloadPin), err)
+		return nil, nil, nil, fmt.Errorf("mapping %s: %w", filepath.Join(dir, OverloadPin), err)
 	}
-	return &Reader{cgroupID: cgroupID, slos: slos, overload: ov, mem: mem}, nil
+	return slos, ov, mem, nil
+}
+
+// repinned reports whether the exporter pinned other maps since we opened
+// ours (it re-publishes when the scheduler attaches or detaches).
+func (r *Reader) repinned() bool {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(r.dir, OverloadPin), nil)
+	if err != nil {
+		return false // keep reading what we have
+	}
+	defer m.Close()
+	a, errA := m.Info()
+	b, errB := r.overload.Info()
+	if errA != nil || errB != nil {
+		return false
+	}
+	idA, _ := a.ID()
+	idB, _ := b.ID()
+	return idA != idB
 }
 
 // Close releases the maps.
@@ -77,6 +117,11 @@ func (r *Reader) Overloaded() (bool, error) {
 }
 
 func (r *Reader) resolve() error {
+	if r.repinned() {
+		if err := r.open(); err != nil {
+			return err
+		}
+	}
 	// struct slo_entry: budget_ns u64, allowed_miss u64, slot u32, importance u32.
 	var v [24]byte
 	err := r.slos.Lookup(r.cgroupID, &v)
