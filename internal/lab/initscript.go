@@ -37,9 +37,11 @@ try mount -t debugfs debugfs /sys/kernel/debug
 try ip link set lo up
 echo +cpu > /sys/fs/cgroup/cgroup.subtree_control || say "failed: enabling the cpu controller"
 
-# Ports appear asynchronously after the virtio-serial device probes.
+# Ports appear asynchronously after the virtio-serial device probes; wait
+# by the guest clock, a loaded host can make every probe slow.
 port() {
-	for i in $(seq 100); do
+	deadline=$(( $(cut -d. -f1 /proc/uptime) + 60 ))
+	while [ $(cut -d. -f1 /proc/uptime) -lt $deadline ]; do
 		for p in /sys/class/virtio-ports/*; do
 			[ "$(cat "$p/name" 2>/dev/null)" = "$1" ] && [ -e "/dev/${p##*/}" ] && { echo "/dev/${p##*/}"; return; }
 		done
