@@ -200,6 +200,7 @@ func TestShedEndToEnd(t *testing.T) {
 	// Half a CPU: 2 ms a request makes about 250 requests/s at most.
 	setQuota(t, cg, app, 50*time.Millisecond)
 	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-shed-e2e-%d", time.Now().UnixNano())
+	t.Cleanup(func() { os.RemoveAll(pins) })
 	cfg := filepath.Join(t.TempDir(), "slo.yaml")
 	writeAtomic(t, cfg, "slos:\n  - cgroup: "+app+"\n    latencyBudget: 1ns\n    target: 0.9\n")
 	e := exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+pins, "--slo.resync-interval=100ms")
