@@ -306,3 +306,6 @@ func (s *syncBuffer) String() string {
 
 // Sleep pauses for ms milliseconds.
 func Sleep(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }
+
+// Pid returns the exporter's process id.
+func (e *Exporter) Pid() int { return e.cmd.Process.Pid }
