@@ -695,9 +695,12 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 			c->period_used += ran;
 		if (!bpf_map_lookup_elem(&slos, &cgid)) {
 			/* The cgroup's weight is shared by its runnable tasks. */
+			s32 nr = c->nr_runnable;
+
+			nr = nr < 1 ? 1 : (nr > 1024 ? 1024 : nr);
 			w = (u64)c->weight * scx(p)->scx.weight / 100;
 			w = w ? w : 1;
-			scx(p)->scx.dsq_vtime += ran * 100 * max64(c->nr_runnable, 1) / w;
+			scx(p)->scx.dsq_vtime += ran * 100 * nr / w;
 		}
 	}
 	sc = bpf_map_lookup_elem(&slos, &cgid) ? cgctx_of(cgid) : NULL;
@@ -741,10 +744,13 @@ static __always_inline void set_bandwidth(struct cg_ctx *c, u64 period_us, u64 q
 s32 BPF_STRUCT_OPS(slo_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
 	u64 cgid = cgrp->kn->id;
-	struct cg_ctx init = { .weight = args->weight ? args->weight : 100 };
+	struct cg_ctx *c = cgctx_of(cgid);
 
-	set_bandwidth(&init, args->bw_period_us, args->bw_quota_us);
-	bpf_map_update_elem(&cg_ctxs, &cgid, &init, BPF_ANY);
+	/* Update in place: tasks may already count in nr_runnable. */
+	if (!c)
+		return -12; /* -ENOMEM */
+	c->weight = args->weight ? args->weight : 100;
+	set_bandwidth(c, args->bw_period_us, args->bw_quota_us);
 	return 0;
 }
 
@@ -854,6 +860,6 @@ struct sched_ext_ops scx_slo = {
 	 * cgroup run on. The loader may add SCX_OPS_SWITCH_PARTIAL.
 	 */
 	.flags			= SCX_OPS_ENQ_LAST,
-	.timeout_ms		= 5000,
+	.timeout_ms		= 10000,	/* watchdog: a runnable task waiting longer ejects us */
 	.name			= "scx_slo",
 };
