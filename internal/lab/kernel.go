@@ -269,20 +269,34 @@ func newPrivateApt(cacheDir string, archive *debianArchive, suite string) (*priv
 }
 
 func (a *privateApt) run(ctx context.Context, dir, tool string, args ...string) (string, error) {
+	out, _, err := a.run2(ctx, dir, tool, args...)
+	return out, err
+}
+
+// run2 also returns stderr, where apt reports failures it does not count
+// as errors.
+func (a *privateApt) run2(ctx context.Context, dir, tool string, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, tool, append(append([]string{}, a.opts...), args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s %s (suite %s): %v: %s", tool, strings.Join(args, " "), a.suite, err, strings.TrimSpace(errb.String()))
+		return "", "", fmt.Errorf("%s %s (suite %s): %v: %s", tool, strings.Join(args, " "), a.suite, err, strings.TrimSpace(errb.String()))
 	}
-	return out.String(), nil
+	return out.String(), errb.String(), nil
 }
 
 func (a *privateApt) update(ctx context.Context) error {
-	_, err := a.run(ctx, a.dir, "apt-get", "-q", "update")
-	return err
+	_, stderr, err := a.run2(ctx, a.dir, "apt-get", "-q", "update")
+	if err != nil {
+		return err
+	}
+	// apt-get update exits 0 when an index could not be fetched.
+	if strings.Contains(stderr, "Failed to fetch") || strings.Contains(stderr, "failed to download") {
+		return fmt.Errorf("apt-get update (suite %s) could not fetch the index: %s", a.suite, strings.TrimSpace(stderr))
+	}
+	return nil
 }
 
 // Generic flavour only: "-cloud" lacks drivers and "-rt" changes scheduling.
