@@ -74,15 +74,29 @@ func testBinary(t testing.TB) string {
 	v, _ := builds.LoadOrStore(wd, &build{})
 	b := v.(*build)
 	b.once.Do(func() {
-		// Not t.TempDir: the binary outlives this test for the others.
-		dir, err := os.MkdirTemp("", "scx-slo-labtest-")
+		// One fixed directory per package instead of t.TempDir: the binary
+		// outlives this test (other tests reuse it) and must not pile up.
+		dir := filepath.Join(os.TempDir(), "scx-slo-labtest", strings.NewReplacer("/", "_").Replace(strings.TrimPrefix(wd, "/")))
+		if b.err = os.MkdirAll(dir, 0o755); b.err != nil {
+			return
+		}
+		tmp, err := os.MkdirTemp(dir, "build-")
 		if err != nil {
 			b.err = err
 			return
 		}
+		defer os.RemoveAll(tmp)
 		start := time.Now()
-		b.path, b.err = lab.BuildTest(t.Context(), ".", dir)
-		t.Logf("labtest: built %s in %s", filepath.Base(b.path), time.Since(start).Round(time.Millisecond))
+		built, err := lab.BuildTest(t.Context(), ".", tmp)
+		if err != nil {
+			b.err = err
+			return
+		}
+		// Rename is atomic, so a concurrent run of the same package still
+		// reads a whole binary.
+		b.path = filepath.Join(dir, "pkg.test")
+		b.err = os.Rename(built, b.path)
+		t.Logf("labtest: built %s in %s", b.path, time.Since(start).Round(time.Millisecond))
 	})
 	if b.err != nil {
 		t.Fatalf("building the test binary for the guest: %v", b.err)
