@@ -186,7 +186,7 @@ func parseLabCopy(s string) (lab.Copy, error) {
 // sched_ext reports the scheduler enabled), then run the command.
 func labGuestScript(f *labFlags, command []string) string {
 	var b strings.Builder
-	b.WriteString("export PATH=/usr/local/bin:$PATH\ncd /root\n")
+	b.WriteString("cd /root\n")
 	if !f.noExporter {
 		args := append([]string{labGuestBinary}, labServeArgs...)
 		if !f.noEnforce {

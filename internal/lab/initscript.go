@@ -22,7 +22,7 @@ const (
 // needs, runs /lab/command, then reports over the virtio ports and powers
 // off (poweroff -f: there is no init system to shut down).
 var initScript = `#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+export PATH=/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
 say() { echo "scx-slo-lab: $*"; }
 try() { "$@" || say "failed: $*"; }
 try mount -t proc proc /proc

@@ -47,7 +47,7 @@ type Options struct {
 type Result struct {
 	ExitCode int           // Command's exit status in the guest
 	OutDir   string        // host directory holding the guest's /out
-	Boot     time.Duration // qemu start until Command started
+	Boot     time.Duration // qemu start until Command started (0 when Interactive)
 	Total    time.Duration // qemu start until qemu exited
 }
 
