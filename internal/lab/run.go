@@ -49,6 +49,7 @@ type Result struct {
 	OutDir   string        // host directory holding the guest's /out
 	Boot     time.Duration // qemu start until Command started (0 when Interactive)
 	Total    time.Duration // qemu start until qemu exited
+	Attempts int           // boots needed: 2 when the first died before Command
 }
 
 const (
@@ -102,6 +103,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		// A guest that dies before the command starts hit a boot flake
 		// (see accel), not anything the caller did: boot it once more.
+		res.Attempts = attempt
 		if _, _, err := readStatus(statusFile); err != nil && attempt == 1 && !opts.Interactive && res.Boot == 0 {
 			con.note("scx-slo-lab: guest died before the command started; booting again")
 			os.Remove(statusFile)

@@ -26,6 +26,9 @@ func TestBootStress(t *testing.T) {
 		if res.ExitCode != 0 {
 			t.Errorf("boot %d of %d: true exited with %d", i+1, n, res.ExitCode)
 		}
+		if res.Attempts > 1 {
+			t.Errorf("boot %d of %d: guest died before the command and was booted again", i+1, n)
+		}
 		worst = max(worst, res.Boot)
 	}
 	t.Logf("%d boots, slowest boot-to-command %s", n, worst.Round(time.Millisecond))
