@@ -66,7 +66,7 @@ func registerLab(app *kingpin.Application) {
 func addLabGuestFlags(cmd *kingpin.CmdClause, f *labFlags) {
 	cmd.Flag("no-enforce", "Start the exporter without --enforce (measure only).").BoolVar(&f.noEnforce)
 	cmd.Flag("no-exporter", "Do not start scx-slo in the guest at all.").BoolVar(&f.noExporter)
-	cmd.Flag("config", "SLO config to pass as --slo.config-file (copied to "+labGuestConfig+").").ExistingFileVar(&f.config)
+	cmd.Flag("config", "SLO config to pass as --slo.config-file (copied to "+labGuestConfig+").").StringVar(&f.config)
 	cmd.Flag("copy", "Copy HOST into the guest at GUEST; without :GUEST executables go to /usr/local/bin, other files to /root. Repeatable.").PlaceHolder("HOST[:GUEST]").StringsVar(&f.copies)
 	cmd.Flag("ready-timeout", "How long to wait for scx-slo to serve metrics (and enable the scheduler).").Default("2m").DurationVar(&f.readyTimeout)
 	cmd.Flag("cpus", "Guest vCPUs.").Default("2").IntVar(&f.cpus)
@@ -96,6 +96,15 @@ func labKernel(f *labFlags, refresh, btf bool) error {
 }
 
 func labRun(f *labFlags, interactive bool) error {
+	if f.cpus < 1 || f.cpus > 64 {
+		return fmt.Errorf("--cpus=%d: want 1..64", f.cpus)
+	}
+	if f.memoryMB < 256 {
+		return fmt.Errorf("--memory=%d: want at least 256 (MiB)", f.memoryMB)
+	}
+	if f.readyTimeout <= 0 {
+		return fmt.Errorf("--ready-timeout=%s: must be positive", f.readyTimeout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	files, err := labFiles(f)
@@ -148,6 +157,9 @@ func labFiles(f *labFlags) ([]lab.Copy, error) {
 		files = append(files, lab.Copy{Host: self, Guest: labGuestBinary})
 	}
 	if f.config != "" {
+		if st, err := os.Stat(f.config); err != nil || !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("--config %q: not a readable file (%v)", f.config, err)
+		}
 		files = append(files, lab.Copy{Host: f.config, Guest: labGuestConfig})
 	}
 	for _, c := range f.copies {
