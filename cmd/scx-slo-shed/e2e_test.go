@@ -269,6 +269,27 @@ func TestShedEndToEnd(t *testing.T) {
 		t.Errorf("dry run counted %v would-be sheds", v)
 	}
 
+	// The same decisions for Envoy ext_authz / NGINX auth_request.
+	refused := 0
+	for i := 0; i < 50; i++ {
+		for path, mayRefuse := range map[string]bool{"/admit/work": true, "/admit/healthz": false} {
+			resp, err := http.Get("http://" + shedding.MetricsAddr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusTooManyRequests && mayRefuse:
+				refused++
+			case resp.StatusCode != http.StatusOK:
+				t.Fatalf("%s answered %s", path, resp.Status)
+			}
+		}
+	}
+	if refused < 20 {
+		t.Errorf("/admit refused %d of 50 checks at an admitted share of 0.2", refused)
+	}
+
 	// The exporter goes away: the proxy fails open, admitting everything.
 	e.Stop(t)
 	waitMetric(t, shedding, "scx_slo_shed_state_up", nil, "fail open after the exporter stopped", func(v float64) bool { return v == 0 })

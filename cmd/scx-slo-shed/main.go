@@ -153,7 +153,8 @@ func setup(f *flags, reg prometheus.Registerer) (*shed.Shedder, http.Handler, er
 	if err != nil {
 		return nil, nil, err
 	}
-	target, err := shed.ResolveTarget(h, f.cgroup)
+	// Only the pinned map needs cgroup ids (and so the cgroup's directory).
+	target, err := shed.ResolveTarget(h, f.cgroup, f.pinDir != "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -203,6 +204,10 @@ func run(f *flags) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Decision endpoint for Envoy ext_authz / NGINX auth_request.
+	admit := s.AdmitHandler("/admit")
+	mux.Handle("/admit", admit)
+	mux.Handle("/admit/", admit)
 	metrics := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { errc <- web.ListenAndServe(metrics, f.web, logging.Slog(logger)) }()
 	level.Info(logger).Log("msg", "proxying", "listen", ln.Addr().String(), "version", version.Info())

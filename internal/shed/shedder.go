@@ -310,12 +310,14 @@ func (s *Shedder) Middleware(next http.Handler) http.Handler {
 
 // Reject writes the shed answer: Status, Retry-After, a short body, and
 // asks HTTP/1.1 clients to keep the connection (the point is to be cheap).
-func (s *Shedder) Reject(w http.ResponseWriter) {
+func (s *Shedder) Reject(w http.ResponseWriter) { s.reject(w, s.cfg.Status) }
+
+func (s *Shedder) reject(w http.ResponseWriter, status int) {
 	h := w.Header()
 	h.Set("Retry-After", s.retryAfter)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(s.cfg.Status)
+	w.WriteHeader(status)
 	_, _ = w.Write(shedBody)
 }
 

@@ -44,10 +44,11 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type rig struct {
-	src  *bitSource
-	reg  *prometheus.Registry
-	srv  *httptest.Server
-	logs *syncBuf
+	shedder *Shedder
+	src     *bitSource
+	reg     *prometheus.Registry
+	srv     *httptest.Server
+	logs    *syncBuf
 }
 
 func newRig(t *testing.T, mutate func(*Config)) *rig {
@@ -64,6 +65,7 @@ func newRig(t *testing.T, mutate func(*Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.shedder = s
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go s.Run(ctx)
@@ -271,6 +273,52 @@ func TestConfigErrors(t *testing.T) {
 		tc.set(&c)
 		if _, err := New(c, nil, prometheus.NewRegistry(), slog.Default()); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("want %q, got %v", tc.want, err)
+		}
+	}
+}
+
+func TestAdmitHandler(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.Controller.Floor, c.Controller.Decrease = 0, 0.01 })
+	// Reuse the rig's shedder through a second server on the check path.
+	srv := httptest.NewServer(r.shedder.AdmitHandler("/admit"))
+	defer srv.Close()
+	check := func(path string, hdr map[string]string) (int, string) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	if st, _ := check("/admit/api/items", nil); st != 200 {
+		t.Fatalf("calm: %d", st)
+	}
+	r.src.on.Store(true)
+	eventually(t, "share 0", func() bool { return metric(t, r.reg, "scx_slo_shed_admitted_ratio", nil) == 0 })
+	cases := []struct {
+		path   string
+		hdr    map[string]string
+		status int
+	}{
+		{"/admit/api/items", nil, 429},
+		{"/admit/healthz", nil, 200},                                            // Envoy style: the path after the prefix
+		{"/admit", map[string]string{"X-Original-URI": "/healthz?full=1"}, 200}, // NGINX style
+		{"/admit", map[string]string{"X-Original-URI": "/checkout", "X-Original-Method": "POST"}, 200},
+		{"/admit", map[string]string{"X-Original-URI": "/checkout", "X-Original-Method": "GET"}, 429},
+		{"/admit?deny=403", map[string]string{"X-Original-URI": "/x"}, 403},
+		{"/admit?deny=abc", nil, 400},
+	}
+	for _, tc := range cases {
+		st, ra := check(tc.path, tc.hdr)
+		if st != tc.status {
+			t.Errorf("%s %v: %d, want %d", tc.path, tc.hdr, st, tc.status)
+		}
+		if (st == 429 || st == 403) && ra != "1" {
+			t.Errorf("%s: refusal without Retry-After", tc.path)
 		}
 	}
 }

@@ -52,8 +52,11 @@ func (t Target) String() string {
 // ResolveTarget turns --cgroup into a Target. "auto" means this
 // process's own cgroup and its ancestors up to (not including) the root,
 // nearest first: in a pod the sidecar's container cgroup, then the pod's.
-// Anything else is one cgroup path.
-func ResolveTarget(h cgroupfs.Hierarchy, spec string) (Target, error) {
+// Anything else is one cgroup path. Without needIDs (only the HTTP source
+// is used) an explicit path need not exist in this mount namespace: a
+// container with a private cgroup namespace cannot see the pod's cgroup
+// directory, but the exporter knows the path.
+func ResolveTarget(h cgroupfs.Hierarchy, spec string, needIDs bool) (Target, error) {
 	var paths []string
 	if spec == "auto" {
 		self, err := h.PathOf(0)
@@ -74,6 +77,10 @@ func ResolveTarget(h cgroupfs.Hierarchy, spec string) (Target, error) {
 	}
 	var t Target
 	for _, p := range paths {
+		if !needIDs && spec != "auto" {
+			t.Candidates = append(t.Candidates, Cgroup{Path: p})
+			continue
+		}
 		id, err := cgroupfs.ID(h.Dir(p))
 		if err != nil {
 			return Target{}, fmt.Errorf("--cgroup=%q: cgroup %s: %w", spec, p, err)

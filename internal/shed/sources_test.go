@@ -123,7 +123,7 @@ func TestResolveTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := ResolveTarget(h, "auto")
+	tg, err := ResolveTarget(h, "auto", true)
 	if self == "/" {
 		if err == nil {
 			t.Fatalf("auto in the root cgroup should ask for --cgroup=PATH")
@@ -141,11 +141,15 @@ func TestResolveTarget(t *testing.T) {
 			t.Errorf("candidates are not nearest-first ancestors: %s", tg)
 		}
 	}
-	if _, err := ResolveTarget(h, "relative/path"); err == nil || !contains(err.Error(), `--cgroup="relative/path"`) {
+	if _, err := ResolveTarget(h, "relative/path", true); err == nil || !contains(err.Error(), `--cgroup="relative/path"`) {
 		t.Errorf("relative path: %v", err)
 	}
-	if _, err := ResolveTarget(h, "/no/such/cgroup"); err == nil || !contains(err.Error(), `--cgroup="/no/such/cgroup"`) {
+	if _, err := ResolveTarget(h, "/no/such/cgroup", true); err == nil || !contains(err.Error(), `--cgroup="/no/such/cgroup"`) {
 		t.Errorf("missing cgroup: %v", err)
+	}
+	// HTTP only: the path need not be visible here.
+	if tg, err := ResolveTarget(h, "/no/such/cgroup", false); err != nil || tg.Candidates[0].Path != "/no/such/cgroup" {
+		t.Errorf("HTTP-only target: %v %v", tg, err)
 	}
 	if _, err := NewHTTPSource("localhost:9817", tg, time.Second); err == nil || !contains(err.Error(), `--state.url="localhost:9817"`) {
 		t.Errorf("state url without scheme: %v", err)
