@@ -157,8 +157,12 @@ func labFiles(f *labFlags) ([]lab.Copy, error) {
 		files = append(files, lab.Copy{Host: self, Guest: labGuestBinary})
 	}
 	if f.config != "" {
-		if st, err := os.Stat(f.config); err != nil || !st.Mode().IsRegular() {
-			return nil, fmt.Errorf("--config %q: not a readable file (%v)", f.config, err)
+		st, err := os.Stat(f.config)
+		if err != nil {
+			return nil, fmt.Errorf("--config %q: %w", f.config, err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("--config %q: not a regular file", f.config)
 		}
 		files = append(files, lab.Copy{Host: f.config, Guest: labGuestConfig})
 	}
