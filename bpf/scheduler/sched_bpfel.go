@@ -51,6 +51,7 @@ type schedTaskCtx struct {
 	WaitCgid  uint64
 	RunCgid   uint64
 	Started   uint64
+	BwSince   uint64
 	Key       uint64
 	Runnable  bool
 	_         [7]byte

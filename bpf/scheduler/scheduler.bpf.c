@@ -147,6 +147,7 @@ struct task_ctx {
 	u64 wait_cgid;		/* cgroup whose `waiting` count holds this task */
 	u64 run_cgid;		/* cpu cgroup counted in nr_runnable */
 	u64 started;		/* ops.running timestamp, for charging runtime */
+	u64 bw_since;		/* runtime before this is charged to cpu.max already */
 	u64 key;		/* deadline (SLO) or BE_KEY while running */
 	bool runnable;
 };
@@ -341,6 +342,19 @@ static __always_inline bool throttled(struct cg_ctx *c, u64 now)
 		return false;
 	}
 	return c->period_used >= c->quota_ns;
+}
+
+/* Charge the runtime since the last charge to the cgroup's period. */
+static __always_inline void bw_charge(struct cg_ctx *c, struct task_ctx *t, u64 now)
+{
+	u64 delta = now - t->bw_since;
+
+	t->bw_since = now;
+	if (now - c->period_start >= c->period_ns) {
+		c->period_start = now;
+		c->period_used = 0;
+	}
+	__sync_fetch_and_add(&c->period_used, delta);
 }
 
 static __always_inline void insert_vtime(struct task_struct *p, u64 dsq, u64 slice, u64 vtime)
@@ -633,8 +647,13 @@ void BPF_STRUCT_OPS(slo_tick, struct task_struct *p)
 	if (!t)
 		return;
 	now = scx_bpf_now();
-	/* Count the running slice so far; cut it once over quota. */
-	if (c->period_used + (now - t->started) >= c->quota_ns)
+	/*
+	 * Charge cpu.max at every tick, not only when the task stops, so
+	 * tasks of one cgroup running on several CPUs see each other's use;
+	 * cut the slice once over quota.
+	 */
+	bw_charge(c, t, now);
+	if (throttled(c, now))
 		scx(p)->scx.slice = 0;
 }
 
@@ -664,6 +683,7 @@ void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 	if (!t)
 		return;
 	t->started = now;
+	t->bw_since = now;
 	end_wait(p, t, now);
 	if (!is_slo) {
 		t->key = BE_KEY;
@@ -691,8 +711,8 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 	ran = now - t->started;
 	c = cgctx_of(task_cpu_cgid(p));
 	if (c) {
-		if (c->quota_ns && !throttled(c, now))
-			c->period_used += ran;
+		if (c->quota_ns)
+			bw_charge(c, t, now);
 		if (!bpf_map_lookup_elem(&slos, &cgid)) {
 			/* The cgroup's weight is shared by its runnable tasks. */
 			s32 nr = c->nr_runnable;
