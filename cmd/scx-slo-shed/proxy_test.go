@@ -36,6 +36,7 @@ func newBackend(t *testing.T) *backend {
 			"custom": r.Header.Get("X-Custom"),
 		})
 	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "first\n")
 		w.(http.Flusher).Flush()
