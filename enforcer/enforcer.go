@@ -41,7 +41,10 @@ type Options struct {
 	// OnAttach runs after every successful attach or adoption, e.g. to
 	// resync the slos map into the new maps right away.
 	OnAttach func(slomaps.Maps)
-	Logger   log.Logger
+	// Guard, if set, detaches the scheduler for good when SLO attainment
+	// falls below the observe-mode baseline for a sustained window.
+	Guard  *Guard
+	Logger log.Logger
 }
 
 // Enforcer keeps the scx-slo scheduler attached.
@@ -88,6 +91,13 @@ func New(opts Options) (*Enforcer, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = log.NewNopLogger()
+	}
+	if opts.Guard != nil {
+		g := *opts.Guard
+		if err := g.validate(); err != nil {
+			return nil, err
+		}
+		opts.Guard = &g
 	}
 	spec, err := loadSpec(opts.Partial)
 	if err != nil {
@@ -271,11 +281,27 @@ func (e *Enforcer) watch(ctx context.Context) {
 	failures := 0
 	since := time.Now()
 	var retryAt time.Time
+	var guardC <-chan time.Time
+	if e.opts.Guard != nil {
+		gt := time.NewTicker(e.opts.Guard.Window)
+		defer gt.Stop()
+		guardC = gt.C
+	}
+	var gs guardState
+	tripped := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-guardC:
+			if !tripped && e.checkGuard(&gs) {
+				tripped = true
+			}
+			continue
 		case <-tick.C:
+		}
+		if tripped {
+			continue // the guard detached us for good
 		}
 		e.mu.Lock()
 		cur := e.cur
@@ -338,4 +364,42 @@ func (e *Enforcer) setErrorKnob(v uint32) error {
 		return errors.New("enforcer: not attached")
 	}
 	return e.cur.maps["knob"].Update(uint32(0), v, ebpf.UpdateAny)
+}
+
+// checkGuard closes one guard window; it detaches and returns true when
+// the guard trips.
+func (e *Enforcer) checkGuard(gs *guardState) bool {
+	g := e.opts.Guard
+	e.mu.Lock()
+	cur := e.cur
+	e.mu.Unlock()
+	if cur == nil {
+		*gs = guardState{}
+		return false
+	}
+	baseline, ok := g.Baseline()
+	if !ok {
+		return false
+	}
+	judged, missed, err := sloTotals(cur.slomaps())
+	if err != nil {
+		level.Warn(e.opts.Logger).Log("msg", "attainment guard: reading SLO stats", "err", err)
+		return false
+	}
+	trip, att, counted := gs.observe(g, judged, missed, baseline)
+	if counted {
+		level.Debug(e.opts.Logger).Log("msg", "attainment guard window", "attainment", att, "baseline", baseline, "bad_windows", gs.bad)
+	}
+	if !trip {
+		return false
+	}
+	level.Warn(e.opts.Logger).Log("msg", "SLO attainment with the scheduler is below the observe-mode baseline; detaching for good",
+		"attainment", att, "baseline", baseline, "margin", g.Margin, "windows", gs.bad, "window", g.Window)
+	e.metrics.guard.Inc()
+	e.mu.Lock()
+	e.cur = nil
+	e.mu.Unlock()
+	cur.close()
+	unpin(e.opts.PinDir)
+	return true
 }

@@ -73,3 +73,32 @@ func TestGuestAttachDetach(t *testing.T) {
 		t.Error("Attached() = true after Stop")
 	}
 }
+
+// TestGuestPartial: with SCX_OPS_SWITCH_PARTIAL the scheduler loads but
+// only SCHED_EXT tasks would use it; none exist here, so it sees no task
+// while full mode sees many.
+func TestGuestPartial(t *testing.T) {
+	inGuest(t)
+	e, err := New(Options{Logger: testLogger(t), Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	waitState(t, "enabled", 5*time.Second)
+	cg := newCgroup(t, "partial")
+	hog := start(t, "hog", cg, map[string]string{"RUN_FOR": "500ms"})
+	var r struct{ Chunks uint64 }
+	if err := hog.wait(&r); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st["enq_be"] + st["enq_slo"] + st["direct"]; n != 0 {
+		t.Errorf("partial mode scheduled %d tasks, want 0 (no SCHED_EXT tasks): %v", n, st)
+	}
+}
