@@ -42,24 +42,31 @@
  * ----------
  * Sorting is not enough: a CPU only looks for work when its current task
  * blocks or its slice ends, and at HZ=250 the tick that ends a slice comes
- * every 4 ms. So when an SLO task is queued and no CPU is idle, we kick
- * the CPU whose running task has the latest deadline (best-effort counts
- * as infinitely late) with SCX_KICK_PREEMPT, if that deadline is later
- * than the new one. SLO tasks run with slice = their budget (clamped to
- * [250 us, 5 ms]): one that runs that long without blocking goes back to
- * the queue with a fresh (later) deadline. Best-effort slices are 5 ms.
+ * every 4 ms. So when an SLO task wakes and no CPU is idle, we find the
+ * CPU whose running task has the latest deadline (best-effort counts as
+ * infinitely late; ties go to the waking CPU, which needs no IPI). If that
+ * deadline is later than the new one, the task takes the CPU: if nothing
+ * queued in SLO_DSQ is due sooner it goes straight into that CPU's local
+ * DSQ with SCX_ENQ_PREEMPT (cuts the running slice, no dispatch round
+ * trip), otherwise it queues and the CPU is kicked with SCX_KICK_PREEMPT.
+ * SLO tasks run with slice = their budget (clamped to [250 us, 5 ms]): one
+ * that runs that long without blocking goes back to the queue with a
+ * fresh (later) deadline. Best-effort slices are 5 ms.
  *
  * Worked example (2 CPUs)
  * -----------------------
  * /web has an SLO (budget 1 ms, importance 100) and used 10% of a CPU
  * lately; /batch has two CPU hogs (cpu.weight 100) on both CPUs. At
- * t=100 ms a /web task wakes: penalty = 10% * 20 ms = 2 ms, deadline =
- * 103 ms. No CPU is idle, the hogs count as infinitely late, so CPU 1 is
- * kicked; its hog's slice is cut, dispatch on CPU 1 compares 103 ms with
- * best-effort's deadline (be_since 97 ms + 40 ms = 137 ms) and runs the
- * /web task ~tens of microseconds after its wakeup instead of up to 4 ms
- * later at the next tick. Had /web kept both CPUs busy with deadlines in
- * the past, the hogs would still get a CPU at t=137 ms.
+ * t=100 ms a /web task wakes on CPU 1: penalty = 10% * 20 ms = 2 ms,
+ * deadline = 103 ms. No CPU is idle, both hogs count as infinitely late,
+ * the tie goes to CPU 1, and SLO_DSQ is empty: the task goes to CPU 1's
+ * local DSQ with SCX_ENQ_PREEMPT and runs as soon as the interrupt
+ * returns, instead of up to 4 ms later at the next tick. Had another /web
+ * task been queued with deadline 102 ms, ours would queue behind it and
+ * CPU 1 would be kicked; its dispatch compares 102 ms with best-effort's
+ * deadline (be_since 97 ms + 40 ms = 137 ms) and takes /web's head. Had
+ * /web kept both CPUs busy with deadlines in the past, the hogs would
+ * still get a CPU at t=137 ms.
  *
  * cpu.weight and cpu.max
  * ----------------------
@@ -68,10 +75,15 @@
  * weight is shared by its runnable tasks, so two cgroups at weights 100
  * and 300 get CPU 1:3 however many tasks each has. The hierarchy is
  * flattened: a task takes the weight of the cpu-controller cgroup it sits
- * in. cpu.max is a hard cap: runtime is charged to the cgroup's period;
- * once it reaches the quota the running task's slice is cut at the next
- * tick and the cgroup's tasks park in THROTTLED_DSQ until the period ends,
- * when a 2 ms timer kicks an idle CPU whose dispatch moves them back.
+ * in. Only tasks that slept have their virtual time clamped (to at most
+ * one slice behind the present); a task that stayed runnable keeps the
+ * credit its weight earned. cpu.max is a hard cap: runtime is charged to
+ * the cgroup's period at every tick and when a task stops; once it
+ * reaches the quota the running task's slice is cut (so the cap holds to
+ * about a tick per CPU) and the cgroup's tasks park in THROTTLED_DSQ until
+ * the period ends, when a 2 ms timer kicks idle CPUs whose dispatch moves
+ * them back. SCX_OPS_ENQ_LAST makes the kernel ask us even about a CPU's
+ * last runnable task, which could otherwise run on past its quota.
  *
  * Accounting
  * ----------

@@ -1,0 +1,125 @@
+package enforcer
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/scx-slo/scx-slo/bpf/scheduler"
+)
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{PinDir: "relative/pins"}, `PinDir "relative/pins"`},
+		{Options{Backoff: -time.Second}, "Backoff -1s"},
+		{Options{Poll: -time.Millisecond}, "Poll -1ms"},
+		{Options{Guard: &Guard{}}, "Guard.Baseline is nil"},
+		{Options{Guard: &Guard{Baseline: func() (float64, bool) { return 1, true }, Margin: 2}}, "margin 2"},
+	} {
+		_, err := New(tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error mentioning %q", tc.opts, err, tc.want)
+		}
+	}
+	e, err := New(Options{})
+	if err != nil {
+		t.Fatalf("New with defaults: %v", err)
+	}
+	if e.opts.PinDir != DefaultPinDir || e.opts.MaxReattach != 5 || e.opts.Backoff != time.Second {
+		t.Errorf("defaults not applied: %+v", e.opts)
+	}
+	if e.Attached() {
+		t.Error("Attached before Start")
+	}
+	if _, ok := e.Maps(); ok {
+		t.Error("Maps reports ok before Start")
+	}
+}
+
+// opsFlags reads sched_ext_ops.flags from the spec's struct_ops value.
+func opsFlags(t *testing.T, spec *ebpf.CollectionSpec) uint64 {
+	t.Helper()
+	ms := spec.Maps[scheduler.OpsMap]
+	for _, m := range ms.Value.(*btf.Struct).Members {
+		if m.Name == "flags" {
+			return binary.LittleEndian.Uint64(ms.Contents[0].Value.([]byte)[m.Offset.Bytes():])
+		}
+	}
+	t.Fatal("no flags member")
+	return 0
+}
+
+func TestPartialSetsSwitchPartial(t *testing.T) {
+	const enqLast = 1 << 1
+	full, err := loadSpec(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := opsFlags(t, full); f != enqLast {
+		t.Errorf("full mode flags %#x, want ENQ_LAST only (%#x)", f, enqLast)
+	}
+	part, err := loadSpec(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := opsFlags(t, part); f != enqLast|scheduler.SwitchPartial {
+		t.Errorf("partial mode flags %#x, want %#x", f, enqLast|scheduler.SwitchPartial)
+	}
+	// The embedded object must stay untouched for the next load.
+	again, _ := loadSpec(false)
+	if f := opsFlags(t, again); f != enqLast {
+		t.Errorf("patching leaked into the embedded object: flags %#x", f)
+	}
+}
+
+// TestExitLayoutReadsRecord writes an exit record into a real BPF array
+// shaped like .data.exit and reads it back through the layout.
+func TestExitLayoutReadsRecord(t *testing.T) {
+	spec, err := loadSpec(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newExitLayout(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: l.size, MaxEntries: 1})
+	if err != nil {
+		t.Skipf("cannot create a BPF map here (needs root and BPF): %v", err)
+	}
+	defer m.Close()
+	buf := make([]byte, l.size)
+	binary.LittleEndian.PutUint32(buf[l.kind:], 1026)
+	code := int64(-3)
+	binary.LittleEndian.PutUint64(buf[l.code:], uint64(code))
+	binary.LittleEndian.PutUint64(buf[l.count:], 1)
+	copy(buf[l.reason:], "runnable task stall\x00junk")
+	copy(buf[l.msg:], "khugepaged[42] failed to run for 7.568s")
+	if err := m.Put(uint32(0), buf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.read(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ExitInfo{Count: 1, Kind: "error_stall", Code: -3, Reason: "runnable task stall", Msg: "khugepaged[42] failed to run for 7.568s"}
+	if got != want {
+		t.Errorf("read %+v, want %+v", got, want)
+	}
+	if k := exitKindName(4242); k != "kind_4242" {
+		t.Errorf("unknown kind named %q", k)
+	}
+}
+
+func TestDetachWithNothingPinned(t *testing.T) {
+	if err := Detach(t.TempDir() + "/none"); err != nil {
+		t.Errorf("Detach of an empty pin dir: %v", err)
+	}
+}
