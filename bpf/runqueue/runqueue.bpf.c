@@ -248,6 +248,9 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	/* prev_state 0 is TASK_RUNNING: prev was preempted and waits again. */
 	if (prev->pid && prev_state == 0) {
 		victim = start_wait(prev, now);
+		/* next may have been runnable since before we attached. */
+		if (!by && next->pid)
+			by = task_cgid(next);
 		if (by && victim && victim != by)
 			count_preemption(victim, by);
 	}
