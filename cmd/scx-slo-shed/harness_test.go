@@ -80,10 +80,19 @@ func runShed(t *testing.T, args ...string) (string, error) {
 
 // startShed starts the proxy on free loopback ports and waits until it
 // accepts connections.
-func startShed(t testing.TB, args ...string) *shedProc {
+func startShed(t testing.TB, args ...string) *shedProc { return startShedIn(t, "", args...) }
+
+// startShedIn starts the proxy inside the cgroup whose cgroup.procs file
+// is procs (if not empty): a shell moves itself there and execs the
+// binary, so the proxy runs in the cgroup from its first instruction.
+func startShedIn(t testing.TB, procs string, args ...string) *shedProc {
 	t.Helper()
 	p := &shedProc{Addr: exportertest.FreeAddr(t), MetricsAddr: exportertest.FreeAddr(t), log: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(shedBinary(t), append([]string{"--listen=" + p.Addr, "--web.listen-address=" + p.MetricsAddr}, args...)...)
+	argv := append([]string{shedBinary(t), "--listen=" + p.Addr, "--web.listen-address=" + p.MetricsAddr}, args...)
+	if procs != "" {
+		argv = append([]string{"/bin/sh", "-c", `echo $$ > "$0" && exec "$@"`, procs}, argv...)
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -115,9 +115,15 @@ func TestNginxAuthRequest(t *testing.T) {
 	e := exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+pins, "--slo.resync-interval=100ms")
 	cg.StartWorkload(t, app, "probe", 1)
 	b := newBackend(t)
-	side := startShed(t, "--upstream="+b.srv.URL, "--cgroup="+app, "--state.pin-dir="+pins, "--state.url="+e.URL,
-		"--shed.floor=0.2", "--shed.decrease=0.5", "--shed.step=50ms")
+	// The sidecar runs in a child of the SLO cgroup and finds it with
+	// --cgroup=auto, as in a pod (container cgroup under the pod's).
+	sidecar := cg.Make(t, "app/sidecar")
+	side := startShedIn(t, filepath.Join(cg.H.Dir(sidecar), "cgroup.procs"), "--upstream="+b.srv.URL, "--cgroup=auto",
+		"--state.pin-dir="+pins, "--state.url="+e.URL, "--shed.floor=0.2", "--shed.decrease=0.5", "--shed.step=50ms")
 	waitMetric(t, side, "scx_slo_shed_admitted_ratio", nil, "shedding to reach its floor", func(v float64) bool { return v == 0.2 })
+	if !contains(side.log.String(), "cgroups="+sidecar+","+app) {
+		t.Errorf("--cgroup=auto did not resolve to %s then %s:\n%s", sidecar, app, side.log.String())
+	}
 	front := startNginx(t, b.srv.URL, "http://"+side.MetricsAddr)
 
 	run := func(path string) runStats {
