@@ -54,7 +54,7 @@ cat /sys/kernel/sched_ext/root/ops > /out/ops.txt
 	var console bytes.Buffer
 	res, err := lab.Run(ctx, lab.Options{
 		Kernel: k, Command: []string{script}, Console: &console,
-		Files: []lab.Copy{{Host: exportertest.Binary(t), Guest: "/usr/local/bin/scx-slo"}, {Host: cfg, Guest: "/etc/scx-slo/slo.yaml"}},
+		Files:  []lab.Copy{{Host: exportertest.Binary(t), Guest: "/usr/local/bin/scx-slo"}, {Host: cfg, Guest: "/etc/scx-slo/slo.yaml"}},
 		OutDir: filepath.Join(dir, "out"),
 	})
 	if err != nil {
