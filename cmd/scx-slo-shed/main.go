@@ -120,7 +120,11 @@ func main() {
 	app.Version(version.Print("scx-slo-shed"))
 	app.HelpFlag.Short('h')
 	f := addFlags(app)
-	if _, err := app.Parse(os.Args[1:]); err != nil {
+	args, err := spellBools(app, os.Args[1:])
+	if err == nil {
+		_, err = app.Parse(args)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "scx-slo-shed: %v\n", err)
 		os.Exit(2)
 	}

@@ -301,6 +301,45 @@ func TestUpstreamDown(t *testing.T) {
 	}
 }
 
+// TestBadUpstream: an upstream that answers garbage or hangs up mid-way
+// gets a 502 per request, and the proxy keeps serving.
+func TestBadUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn, n int) {
+				defer c.Close()
+				bufio.NewReader(c).ReadString('\n')
+				if n%2 == 0 {
+					io.WriteString(c, "SMTP ready\r\n\r\n") // not HTTP
+				} // odd: hang up without a word
+			}(c, n)
+		}
+	}()
+	p := startShed(t, append(failOpenArgs(t), "--upstream=http://"+ln.Addr().String())...)
+	for i := 0; i < 4; i++ {
+		resp, err := http.Get(p.URL("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("bad upstream answered %s, want 502", resp.Status)
+		}
+	}
+	if v, _ := p.scrape(t).Value("scx_slo_shed_requests_total", map[string]string{"outcome": "admitted"}); v != 4 {
+		t.Errorf("%v admissions counted, want 4", v)
+	}
+}
+
 func TestDrainOnSIGTERM(t *testing.T) {
 	b := newBackend(t)
 	p := startShed(t, append(failOpenArgs(t), "--upstream="+b.srv.URL, "--drain-timeout=10s")...)
@@ -360,6 +399,8 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--upstream=http://"}, `--upstream="http://": needs a host`},
 		{[]string{"--upstream=http://h:1/?a=b"}, `--upstream="http://h:1/?a=b": must not have a query`},
 		{[]string{up, "--status=500"}, "--status=500: must be 429 or 503"},
+		{[]string{up, "--dry-run=maybe"}, `--dry-run="maybe": a boolean flag takes true or false`},
+		{[]string{up, "--dry-run=false", "--status=500"}, "--status=500"}, // =false parses
 		{[]string{up, "--shed.floor=1.5"}, "--shed.floor 1.5: must be between 0 and 1"},
 		{[]string{up, "--shed.decrease=1"}, "--shed.decrease 1:"},
 		{[]string{up, "--rules.file=" + badRules}, badRules + `:2: rules[0].method: "post": methods are case-sensitive; write "POST"`},
