@@ -33,6 +33,7 @@ var RequiredKfuncs = []string{
 	"scx_bpf_select_cpu_dfl",
 	"scx_bpf_pick_idle_cpu",
 	"scx_bpf_kick_cpu",
+	"bpf_cpumask_test_cpu",
 	"scx_bpf_nr_cpu_ids",
 	"scx_bpf_now",
 	"scx_bpf_error_bstr",
