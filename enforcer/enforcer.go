@@ -229,6 +229,9 @@ func (e *Enforcer) attach() error {
 	in, err := attach(e.spec)
 	if err != nil {
 		e.metrics.attempts.WithLabelValues("error").Inc()
+		if ops := readTrim(filepath.Join(e.opts.SchedExtDir, "root", "ops")); ops != "" && ops != scheduler.OpsName {
+			return fmt.Errorf("another sched_ext scheduler (%q) is loaded: %w", ops, err)
+		}
 		return err
 	}
 	if e.opts.KeepPinned {

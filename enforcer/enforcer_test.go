@@ -8,8 +8,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scx-slo/scx-slo/bpf/scheduler"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
 func TestNewRejectsBadOptions(t *testing.T) {
@@ -123,3 +125,11 @@ func TestDetachWithNothingPinned(t *testing.T) {
 		t.Errorf("Detach of an empty pin dir: %v", err)
 	}
 }
+
+// The exporter (cmd/scx-slo) holds the enforcer through this interface.
+var _ interface {
+	prometheus.Collector
+	Maps() (slomaps.Maps, bool)
+	Attached() bool
+	Stop()
+} = (*Enforcer)(nil)
