@@ -23,5 +23,7 @@
 // ops.exit writes; on ejection it logs the exit kind/reason/message,
 // counts it, and re-attaches with exponential backoff (1 s doubling, up to
 // MaxReattach attempts in a row; a scheduler that stays up for a minute
-// resets the count).
+// resets the count). A detach from userspace (Detach, i.e. `scx-slo
+// detach`, forcing the pinned link off) is the operator's rollback: the
+// enforcer then stays detached and the exporter keeps observing.
 package enforcer

@@ -291,19 +291,19 @@ func (e *Enforcer) watch(ctx context.Context) {
 		guardC = gt.C
 	}
 	var gs guardState
-	tripped := false
+	stayDetached := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-guardC:
-			if !tripped && e.checkGuard(&gs) {
-				tripped = true
+			if !stayDetached && e.checkGuard(&gs) {
+				stayDetached = true
 			}
 			continue
 		case <-tick.C:
 		}
-		if tripped {
+		if stayDetached {
 			continue // the guard detached us for good
 		}
 		e.mu.Lock()
@@ -320,7 +320,10 @@ func (e *Enforcer) watch(ctx context.Context) {
 			if readTrim(filepath.Join(e.opts.SchedExtDir, "state")) == "disabling" {
 				continue
 			}
-			e.ejected(cur)
+			if !e.ejected(cur) {
+				stayDetached = true // detached on purpose from outside: respect it
+				continue
+			}
 			retryAt = time.Now().Add(e.opts.Backoff << min(failures, 10))
 			failures++
 			continue
@@ -342,20 +345,28 @@ func (e *Enforcer) watch(ctx context.Context) {
 }
 
 // ejected records why the kernel disabled the scheduler and lets it go.
-func (e *Enforcer) ejected(in *instance) {
+// It returns whether to re-attach: not after a userspace unregistration
+// (`scx-slo detach` forcing the pinned link off), which is the operator's
+// rollback, only after the kernel threw the scheduler out.
+func (e *Enforcer) ejected(in *instance) (reattach bool) {
 	info, err := e.layout.read(in.maps["exit"])
 	if err != nil || info.Count == 0 {
-		// Someone else detached it (scx-slo detach, another loader).
-		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled (detached from outside?)"}
+		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled and no exit record"}
 	}
+	reattach = info.Kind != "unreg"
 	e.mu.Lock()
 	e.cur = nil
 	e.lastExit = info
 	e.mu.Unlock()
 	e.metrics.exits.WithLabelValues(info.Kind).Inc()
-	level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
+	if reattach {
+		level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
+	} else {
+		level.Warn(e.opts.Logger).Log("msg", "the scheduler was detached from outside (scx-slo detach?); staying detached, observing only", "reason", info.Reason)
+	}
 	in.close()
 	unpin(e.opts.PinDir)
+	return reattach
 }
 
 // setErrorKnob sets the scheduler's test-only knob: a non-zero value makes

@@ -124,7 +124,7 @@ func TestGuestKillPinnedReadopt(t *testing.T) {
 		t.Fatalf("pinned scheduler after its loader was SIGKILLed: state %q, want enabled", s)
 	}
 
-	e, err := New(Options{Logger: testLogger(t), KeepPinned: true})
+	e, err := New(Options{Logger: testLogger(t), KeepPinned: true, Backoff: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,10 +144,28 @@ func TestGuestKillPinnedReadopt(t *testing.T) {
 	if s := schedExt(t, "state"); s != "enabled" {
 		t.Errorf("after Stop with KeepPinned: state %q, want enabled", s)
 	}
+
+	// `scx-slo detach` while an enforcer watches: it must not re-attach.
+	e, err = New(Options{Logger: testLogger(t), KeepPinned: true, Backoff: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
 	if err := Detach(DefaultPinDir); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, "disabled", 5*time.Second)
+	waitFor(t, "the enforcer to see the detach", 3*time.Second, func() bool { return !e.Attached() })
+	time.Sleep(time.Second) // several backoffs
+	if s := schedExt(t, "state"); s != "disabled" || e.Attached() {
+		t.Errorf("after Detach: state %q, attached %v; want it to stay detached", s, e.Attached())
+	}
+	if k := e.LastExit().Kind; k != "unreg" {
+		t.Errorf("exit kind after Detach %q, want unreg", k)
+	}
 	if _, err := os.Stat(DefaultPinDir); !os.IsNotExist(err) {
 		t.Errorf("pin directory left behind: %v", err)
 	}
