@@ -137,8 +137,14 @@ func labRun(f *labFlags, interactive bool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "lab: command exited with status %d (boot %s, total %s); guest /out is in %s\n",
-		res.ExitCode, res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.OutDir)
+	where := "guest /out is in " + res.OutDir
+	if entries, err := os.ReadDir(res.OutDir); err == nil && len(entries) == 0 && f.outDir == "" {
+		// Nothing came back: do not leave an empty temporary directory.
+		os.Remove(res.OutDir)
+		where = "guest /out was empty"
+	}
+	fmt.Fprintf(os.Stderr, "lab: command exited with status %d (boot %s, total %s); %s\n",
+		res.ExitCode, res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), where)
 	if res.ExitCode != 0 {
 		os.Exit(res.ExitCode)
 	}

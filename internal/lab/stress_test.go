@@ -18,7 +18,7 @@ func TestBootStress(t *testing.T) {
 	k := testKernel(t)
 	var worst time.Duration
 	for i := range n {
-		res, err := Run(t.Context(), Options{Kernel: k, Command: []string{"true"}})
+		res, err := Run(t.Context(), Options{Kernel: k, Command: []string{"true"}, OutDir: t.TempDir()})
 		if err != nil {
 			t.Errorf("boot %d of %d: %v", i+1, n, err)
 			continue
