@@ -262,6 +262,9 @@ func TestShedEndToEnd(t *testing.T) {
 	if v, _ := f.Value("scx_slo_shed_state_read_errors_total", map[string]string{"source": "pinned"}); v != 0 {
 		t.Errorf("%v pinned-map read errors as root", v)
 	}
+	if v, _ := f.Value("scx_slo_shed_state_source", map[string]string{"source": "pinned"}); v != 1 {
+		t.Errorf("scx_slo_shed_state_source{source=pinned} = %v as root", v)
+	}
 	if !contains(shedding.log.String(), "reading the overload state", "source=pinned") {
 		t.Errorf("the proxy did not read the pinned map:\n%s", shedding.log.String())
 	}

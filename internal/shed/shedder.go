@@ -160,10 +160,13 @@ func (s *Shedder) register(reg prometheus.Registerer) error {
 	}
 	readErrs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "scx_slo_shed_state_read_errors_total",
-		Help: "Failed reads of the overload state, by source (pinned map or the exporter's HTTP endpoint).",
+		Help: "Reads of the overload state that no source could answer (requests fail open meanwhile), counted for each source that failed.",
 	}, []string{"source"})
+	sourceInUse := prometheus.NewDesc("scx_slo_shed_state_source", "1 for the source the overload state is read from now, 0 for the others.", []string{"source"}, nil)
+	var names []string
 	for _, src := range s.sources {
 		s.readErrors[src.Name()] = readErrs.WithLabelValues(src.Name())
+		names = append(names, src.Name())
 	}
 	gauge := func(name, help string, f func(*snapshot) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(s.state.Load()) })
@@ -174,7 +177,7 @@ func (s *Shedder) register(reg prometheus.Registerer) error {
 		}
 		return 0
 	}
-	cs := []prometheus.Collector{reqs, readErrs,
+	cs := []prometheus.Collector{reqs, readErrs, &sourceCollector{desc: sourceInUse, names: names, state: &s.state},
 		gauge("scx_slo_shed_admitted_ratio", "Share of sheddable requests admitted right now (1 while not shedding or failing open).",
 			func(st *snapshot) float64 { return st.effectiveFraction() }),
 		gauge("scx_slo_shed_overloaded", "1 while the cgroup's overload bit is set, as last read.",
@@ -232,16 +235,26 @@ func (s *Shedder) poll() {
 			return
 		}
 		if err != nil {
-			s.readErrors[src.Name()].Inc()
 			errs = append(errs, fmt.Errorf("%s: %w", src.Name(), err))
 			continue
 		}
 		if prev.kind != stateOK || prev.source != src.Name() {
-			s.log.Info("reading the overload state", "source", src.Name())
+			// A later source standing in for an earlier one is normal
+			// (no access to the pins): say why once, count nothing.
+			if len(errs) > 0 {
+				s.log.Info("reading the overload state", "source", src.Name(), "skipped", errors.Join(errs...))
+			} else {
+				s.log.Info("reading the overload state", "source", src.Name())
+			}
 		}
 		s.ctrl.Observe(on, time.Now())
 		s.store(&snapshot{kind: stateOK, overloaded: on, shedding: s.ctrl.Shedding(), backoff: s.ctrl.Backoff(), fraction: s.ctrl.Fraction(), source: src.Name()}, prev)
 		return
+	}
+	// Only reads that left the state unknown count as errors, once per
+	// source that failed.
+	for _, src := range s.sources {
+		s.readErrors[src.Name()].Inc()
 	}
 	if prev.kind != stateUnknown || prev.source == "" {
 		s.log.Warn("cannot read the overload state; admitting every request (fail open) until it can", "err", errors.Join(errs...))
@@ -322,3 +335,23 @@ func (s *Shedder) reject(w http.ResponseWriter, status int) {
 }
 
 var shedBody = []byte("overloaded: the service is shedding load, retry later\n")
+
+// sourceCollector exports which source answered the last read.
+type sourceCollector struct {
+	desc  *prometheus.Desc
+	names []string
+	state *atomic.Pointer[snapshot]
+}
+
+func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.state.Load()
+	for _, n := range c.names {
+		v := 0.0
+		if st.kind != stateUnknown && st.source == n {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, n)
+	}
+}

@@ -322,3 +322,51 @@ func TestAdmitHandler(t *testing.T) {
 		}
 	}
 }
+
+type namedSource struct {
+	*bitSource
+	name string
+}
+
+func (n namedSource) Name() string { return n.name }
+
+// TestFallbackSource: a failing first source with a working second one is
+// not an outage: no read errors, the second source is in use, one log
+// line says why.
+func TestFallbackSource(t *testing.T) {
+	first, second := namedSource{&bitSource{}, "pinned"}, namedSource{&bitSource{}, "http"}
+	first.fail(errors.New("permission denied"))
+	second.on.Store(true)
+	reg := prometheus.NewRegistry()
+	logs := &syncBuf{}
+	cfg := DefaultConfig()
+	cfg.Interval = time.Millisecond
+	s, err := New(cfg, []Source{first, second}, reg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	eventually(t, "the bit via the second source", func() bool { return metric(t, reg, "scx_slo_shed_overloaded", nil) == 1 })
+	time.Sleep(20 * time.Millisecond)
+	for _, src := range []string{"pinned", "http"} {
+		if v := metric(t, reg, "scx_slo_shed_state_read_errors_total", map[string]string{"source": src}); v != 0 {
+			t.Errorf("%s read errors %v while the state is readable", src, v)
+		}
+	}
+	if metric(t, reg, "scx_slo_shed_state_source", map[string]string{"source": "http"}) != 1 || metric(t, reg, "scx_slo_shed_state_source", map[string]string{"source": "pinned"}) != 0 {
+		t.Errorf("scx_slo_shed_state_source does not show http in use")
+	}
+	if n := strings.Count(logs.String(), "permission denied"); n != 1 {
+		t.Errorf("want one line naming why the first source is skipped, got %d:\n%s", n, logs.String())
+	}
+	// Both fail: now it is an outage, counted for each.
+	second.fail(errors.New("connection refused"))
+	eventually(t, "fail open", func() bool { return metric(t, reg, "scx_slo_shed_state_up", nil) == 0 })
+	for _, src := range []string{"pinned", "http"} {
+		if v := metric(t, reg, "scx_slo_shed_state_read_errors_total", map[string]string{"source": src}); v < 1 {
+			t.Errorf("%s read errors %v during an outage", src, v)
+		}
+	}
+}
