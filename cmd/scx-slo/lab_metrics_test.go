@@ -14,6 +14,7 @@ import (
 
 	"github.com/scx-slo/scx-slo/internal/exportertest"
 	"github.com/scx-slo/scx-slo/internal/lab"
+	"github.com/scx-slo/scx-slo/internal/lab/labtest"
 )
 
 // TestEnforceModeMetricsInVM boots the sched_ext kernel, runs the real
@@ -21,18 +22,9 @@ import (
 // every README metric (the † ones included) in a real scrape, mode
 // "enforce", the scheduler named in root/ops, and `scx-slo status`.
 func TestEnforceModeMetricsInVM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
-	if err := lab.Available(""); err != nil {
-		t.Skipf("lab unavailable: %v", err)
-	}
+	k := labtest.Kernel(t) // skips (or fails with SCX_SLO_LAB_REQUIRED=1) without a lab
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	k, err := lab.EnsureKernel(ctx, "", os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "slo.yaml")
 	writeSLO(t, cfg, "slos:\n  - cgroup: /ls\n    latencyBudget: 2ms\n")
