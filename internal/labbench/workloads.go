@@ -1,0 +1,341 @@
+package labbench
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scx-slo/scx-slo/internal/loadgen"
+	"github.com/scx-slo/scx-slo/internal/pingpong"
+)
+
+// env names the workload a re-executed bench binary should run. It is
+// separate from internal/workload's variable so both can share a TestMain.
+const env = "SCX_SLO_LABBENCH_WORKLOAD"
+
+// LatencyReport is what the latency workloads print: one sample per
+// wakeup or request, in nanoseconds.
+type LatencyReport struct {
+	SamplesNs []int64 `json:"samples_ns"`
+	Errors    int     `json:"errors,omitempty"` // failed requests (http)
+}
+
+// SpawnReport is the fork/exec job's output.
+type SpawnReport struct {
+	Spawns  int     `json:"spawns"`
+	Seconds float64 `json:"seconds"`
+}
+
+// PipeReport is one ping-pong measurement.
+type PipeReport struct {
+	RoundTripNs int64 `json:"round_trip_ns"`
+}
+
+// Main runs the workload named in the environment and exits; without it,
+// it returns (the test binary's normal path). Call it from TestMain.
+func Main() {
+	name := os.Getenv(env)
+	if name == "" {
+		return
+	}
+	var out any
+	var err error
+	switch name {
+	case "http":
+		out, err = runHTTP()
+	case "msg":
+		out, err = runMsg()
+	case "forkexec":
+		out, err = runForkExec()
+	case "pipe":
+		out, err = runPipe()
+	default:
+		err = fmt.Errorf("%s=%q: want http, msg, forkexec or pipe", env, name)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "labbench workload:", err)
+		os.Exit(2)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// command re-runs this binary as the named workload inside the cgroup
+// open at cgroupFD, with procs Go Ps; parameters travel in the environment.
+func command(name string, cgroupFD, procs int, params map[string]string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), env+"="+name, "GOMAXPROCS="+strconv.Itoa(procs))
+	for k, v := range params {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	cmd.Stderr = os.Stderr
+	return cmd, nil
+}
+
+func durationParam(name string) (time.Duration, error) {
+	v := os.Getenv(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration like 1ms", name, v)
+	}
+	return d, nil
+}
+
+func intParam(name string) (int, error) {
+	v := os.Getenv(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
+	}
+	return n, nil
+}
+
+// runHTTP serves on loopback and drives itself with the open-loop
+// generator (HTTP_RATE requests/s for RUN_FOR, HTTP_WORK of CPU per
+// request). Latency runs from each request's scheduled send time, so a
+// stalled server or client counts as latency, not as fewer requests.
+func runHTTP() (*LatencyReport, error) {
+	total, err := durationParam("RUN_FOR")
+	if err != nil {
+		return nil, err
+	}
+	work, err := durationParam("HTTP_WORK")
+	if err != nil {
+		return nil, err
+	}
+	rate, err := intParam("HTTP_RATE")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		spin(work)
+		w.Write([]byte("ok\n"))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/"
+	client := loadgen.NewClient(64)
+	defer client.CloseIdleConnections()
+	// Open the connections before the clock starts: a handshake is not
+	// what the benchmark measures.
+	warm, _ := loadgen.Run(context.Background(), loadgen.Config{URL: url, Rate: 100, Count: 8, Timeout: 5 * time.Second, Client: client})
+	if ok := loadgen.Count(warm, func(r loadgen.Result) bool { return r.Err == nil }); ok == 0 {
+		return nil, fmt.Errorf("warm-up: no request to %s succeeded: %v", url, warm[0].Err)
+	}
+	rs, err := loadgen.Run(context.Background(), loadgen.Config{URL: url, Rate: float64(rate),
+		Count: max(1, int(total.Seconds()*float64(rate))), Timeout: 2 * time.Second, Client: client})
+	if err != nil {
+		return nil, err
+	}
+	rep := &LatencyReport{SamplesNs: make([]int64, 0, len(rs))}
+	for _, r := range rs {
+		if r.Err != nil || r.Status != http.StatusOK {
+			rep.Errors++
+			continue
+		}
+		rep.SamplesNs = append(rep.SamplesNs, int64(r.Latency))
+	}
+	return rep, nil
+}
+
+// runMsg is a message-passing wakeup workload in the manner of schbench:
+// a message thread wakes MSG_WORKERS worker threads every MSG_PERIOD
+// through pipes; each worker records how long after the post it ran,
+// spins MSG_WORK and answers; the message thread waits for every answer.
+func runMsg() (*LatencyReport, error) {
+	total, err := durationParam("RUN_FOR")
+	if err != nil {
+		return nil, err
+	}
+	period, err := durationParam("MSG_PERIOD")
+	if err != nil {
+		return nil, err
+	}
+	work, err := durationParam("MSG_WORK")
+	if err != nil {
+		return nil, err
+	}
+	workers, err := intParam("MSG_WORKERS")
+	if err != nil {
+		return nil, err
+	}
+	var reply [2]int
+	if err := syscall.Pipe(reply[:]); err != nil {
+		return nil, err
+	}
+	type worker struct {
+		in      [2]int
+		samples []int64
+		done    chan struct{}
+	}
+	ws := make([]*worker, workers)
+	for i := range ws {
+		w := &worker{done: make(chan struct{})}
+		if err := syscall.Pipe(w.in[:]); err != nil {
+			return nil, err
+		}
+		ws[i] = w
+		go func() {
+			// One OS thread per worker, blocked in read(2): every message
+			// is a real wakeup for the kernel scheduler.
+			runtime.LockOSThread()
+			defer close(w.done)
+			var buf [8]byte
+			for {
+				if n, err := syscall.Read(w.in[0], buf[:]); err != nil || n != 8 {
+					return
+				}
+				posted := int64(binary.LittleEndian.Uint64(buf[:]))
+				if posted == 0 {
+					return // stop message
+				}
+				w.samples = append(w.samples, monotonic()-posted)
+				spin(work)
+				syscall.Write(reply[1], buf[:1])
+			}
+		}()
+	}
+	runtime.LockOSThread()
+	start := monotonic()
+	next := start
+	var buf [8]byte
+	ack := make([]byte, workers)
+	for next-start < int64(total) {
+		sleepUntil(next)
+		binary.LittleEndian.PutUint64(buf[:], uint64(monotonic()))
+		for _, w := range ws {
+			if _, err := syscall.Write(w.in[1], buf[:]); err != nil {
+				return nil, err
+			}
+		}
+		for got := 0; got < workers; {
+			n, err := syscall.Read(reply[0], ack[:workers-got])
+			if err != nil {
+				return nil, err
+			}
+			got += n
+		}
+		next += int64(period)
+		if now := monotonic(); now > next {
+			next = now // overran: no burst of catch-up rounds
+		}
+	}
+	rep := &LatencyReport{}
+	binary.LittleEndian.PutUint64(buf[:], 0)
+	for _, w := range ws {
+		syscall.Write(w.in[1], buf[:])
+		<-w.done
+		rep.SamplesNs = append(rep.SamplesNs, w.samples...)
+	}
+	return rep, nil
+}
+
+// runForkExec spawns FORKEXEC_BIN back to back, paced to at most
+// FORKEXEC_RATE per second, until SIGTERM or RUN_FOR. Its throughput
+// (spawns per second) drops when the batch cgroup is starved.
+func runForkExec() (*SpawnReport, error) {
+	total, err := durationParam("RUN_FOR")
+	if err != nil {
+		return nil, err
+	}
+	rate, err := intParam("FORKEXEC_RATE")
+	if err != nil {
+		return nil, err
+	}
+	bin := os.Getenv("FORKEXEC_BIN")
+	if bin == "" {
+		return nil, fmt.Errorf("FORKEXEC_BIN is empty: want the program to spawn, e.g. /bin/true")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+	rep := &SpawnReport{}
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	next := start
+	for ctx.Err() == nil {
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		if err := exec.Command(bin).Run(); err != nil {
+			return nil, fmt.Errorf("running %s: %w", bin, err)
+		}
+		rep.Spawns++
+		next = next.Add(interval)
+		if now := time.Now(); now.After(next) {
+			next = now
+		}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// runPipe is one ping-pong measurement of PIPE_ROUNDS round trips.
+func runPipe() (*PipeReport, error) {
+	n, err := intParam("PIPE_ROUNDS")
+	if err != nil {
+		return nil, err
+	}
+	rt, err := pingpong.Run(n)
+	if err != nil {
+		return nil, err
+	}
+	return &PipeReport{RoundTripNs: int64(rt)}, nil
+}
+
+func monotonic() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// sleepUntil sleeps in clock_nanosleep: Go's timers would round the
+// sub-millisecond periods this workload uses.
+func sleepUntil(ns int64) {
+	ts := unix.NsecToTimespec(ns)
+	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
+	}
+}
+
+// spin burns CPU for d of wall time; the result only keeps the loop alive.
+func spin(d time.Duration) uint64 {
+	end := monotonic() + int64(d)
+	x := uint64(d)
+	for monotonic() < end {
+		for i := 0; i < 100; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	return x
+}
+
