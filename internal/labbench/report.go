@@ -422,7 +422,6 @@ func ResultsDir(root string, now time.Time) string {
 	return filepath.Join(root, "results", now.UTC().Format("2006-01-02"))
 }
 
-
 func hostCol(x *group) string {
 	return num(x.HostBusy.Median) + " / " + num(x.Qemu.Median)
 }

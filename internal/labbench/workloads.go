@@ -338,4 +338,3 @@ func spin(d time.Duration) uint64 {
 	}
 	return x
 }
-
