@@ -52,6 +52,7 @@ type schedTaskCtx struct {
 	RunCgid   uint64
 	Started   uint64
 	BwSince   uint64
+	QueuedAt  uint64
 	Key       uint64
 	Runnable  bool
 	_         [7]byte
@@ -90,6 +91,7 @@ const (
 	schedVarBeBoundNs              = "be_bound_ns"
 	schedVarBeSince                = "be_since"
 	schedVarBeSliceNs              = "be_slice_ns"
+	schedVarBeStarveNs             = "be_starve_ns"
 	schedVarBeVnow                 = "be_vnow"
 	schedVarExitCode               = "exit_code"
 	schedVarExitCount              = "exit_count"
@@ -97,6 +99,7 @@ const (
 	schedVarExitMsg                = "exit_msg"
 	schedVarExitReason             = "exit_reason"
 	schedVarLagMaxNs               = "lag_max_ns"
+	schedVarLastRescue             = "last_rescue"
 	schedVarNextUnthrottle         = "next_unthrottle"
 	schedVarSloSliceMaxNs          = "slo_slice_max_ns"
 	schedVarSloSliceMinNs          = "slo_slice_min_ns"
@@ -187,6 +190,7 @@ type schedVariableSpecs struct {
 	BeBoundNs      *ebpf.VariableSpec `ebpf:"be_bound_ns"`
 	BeSince        *ebpf.VariableSpec `ebpf:"be_since"`
 	BeSliceNs      *ebpf.VariableSpec `ebpf:"be_slice_ns"`
+	BeStarveNs     *ebpf.VariableSpec `ebpf:"be_starve_ns"`
 	BeVnow         *ebpf.VariableSpec `ebpf:"be_vnow"`
 	ExitCode       *ebpf.VariableSpec `ebpf:"exit_code"`
 	ExitCount      *ebpf.VariableSpec `ebpf:"exit_count"`
@@ -194,6 +198,7 @@ type schedVariableSpecs struct {
 	ExitMsg        *ebpf.VariableSpec `ebpf:"exit_msg"`
 	ExitReason     *ebpf.VariableSpec `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.VariableSpec `ebpf:"lag_max_ns"`
+	LastRescue     *ebpf.VariableSpec `ebpf:"last_rescue"`
 	NextUnthrottle *ebpf.VariableSpec `ebpf:"next_unthrottle"`
 	SloSliceMaxNs  *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
@@ -255,6 +260,7 @@ type schedVariables struct {
 	BeBoundNs      *ebpf.Variable `ebpf:"be_bound_ns"`
 	BeSince        *ebpf.Variable `ebpf:"be_since"`
 	BeSliceNs      *ebpf.Variable `ebpf:"be_slice_ns"`
+	BeStarveNs     *ebpf.Variable `ebpf:"be_starve_ns"`
 	BeVnow         *ebpf.Variable `ebpf:"be_vnow"`
 	ExitCode       *ebpf.Variable `ebpf:"exit_code"`
 	ExitCount      *ebpf.Variable `ebpf:"exit_count"`
@@ -262,6 +268,7 @@ type schedVariables struct {
 	ExitMsg        *ebpf.Variable `ebpf:"exit_msg"`
 	ExitReason     *ebpf.Variable `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.Variable `ebpf:"lag_max_ns"`
+	LastRescue     *ebpf.Variable `ebpf:"last_rescue"`
 	NextUnthrottle *ebpf.Variable `ebpf:"next_unthrottle"`
 	SloSliceMaxNs  *ebpf.Variable `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`

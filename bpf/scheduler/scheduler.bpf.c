@@ -116,6 +116,7 @@ const volatile u64 be_bound_ns = 40 * NSEC_PER_MSEC;
 const volatile u64 lag_max_ns = 20 * NSEC_PER_MSEC;
 const volatile u64 slo_slice_min_ns = 250 * NSEC_PER_USEC;
 const volatile u64 slo_slice_max_ns = 5 * NSEC_PER_MSEC;
+const volatile u64 be_starve_ns = 500 * NSEC_PER_MSEC;	/* see rescue() */
 
 /*
  * Test-only: userspace sets it non-zero and the next tick calls
@@ -135,6 +136,7 @@ char exit_msg[1024] SEC(".data.exit");
 u64 be_vnow;		/* virtual time of the best-effort task started last */
 u64 be_since;		/* best-effort work last started (or became queued) */
 u64 next_unthrottle;	/* earliest end of a throttled cgroup's period */
+u64 last_rescue;	/* last scan of BE_DSQ for starved tasks */
 
 enum stat_idx {
 	STAT_ENQ_SLO,		/* SLO task queued */
@@ -148,6 +150,7 @@ enum stat_idx {
 	STAT_THROTTLE,		/* task parked because its cgroup hit cpu.max */
 	STAT_UNTHROTTLE,	/* parked task moved back after its period ended */
 	STAT_NO_CTX,		/* task or cgroup context missing (allocation failed) */
+	STAT_RESCUE,		/* best-effort task run out of vtime order: waited be_starve */
 	STAT_NR,
 };
 
@@ -160,6 +163,7 @@ struct task_ctx {
 	u64 run_cgid;		/* cpu cgroup counted in nr_runnable */
 	u64 started;		/* ops.running timestamp, for charging runtime */
 	u64 bw_since;		/* runtime before this is charged to cpu.max already */
+	u64 queued_at;		/* when it last entered BE_DSQ */
 	u64 key;		/* deadline (SLO) or BE_KEY while running */
 	bool runnable;
 };
@@ -563,6 +567,8 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 	} else {
 		if (!scx_bpf_dsq_nr_queued(BE_DSQ))
 			be_since = now;	/* the bound counts from when BE work appears */
+		if (t)
+			t->queued_at = now;
 		insert_vtime(p, BE_DSQ, be_slice_ns, be_vtime(p, enq_flags & SCX_ENQ_WAKEUP));
 		stat_inc(STAT_ENQ_BE);
 	}
@@ -600,12 +606,78 @@ static __always_inline void unthrottle(u64 now)
 			scx_bpf_dsq_move_vtime(&it, p, SLO_DSQ, 0);
 		} else {
 			scx_bpf_dsq_move_set_vtime(&it, be_vtime(p, true));
+			struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
+
+			if (t)
+				t->queued_at = now;
 			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ, 0);
 		}
 		stat_inc(STAT_UNTHROTTLE);
 	}
 	bpf_iter_scx_dsq_destroy(&it);
 	next_unthrottle = min64(next_unthrottle, next);
+}
+
+/*
+ * Virtual time alone cannot bound a best-effort task's wait: a nice 19
+ * task (weight 1) among a hundred nice 0 ones may wait longer than the
+ * sched_ext watchdog allows (timeout_ms), and the kernel would eject us.
+ * So every 100 ms one dispatching CPU scans BE_DSQ and runs, out of
+ * order, the task that has waited longest, if that is over be_starve
+ * (500 ms). Every
+ * best-effort task thus gets a slice at least about every be_starve,
+ * whatever its weight; with many starving tasks, one per 100 ms.
+ */
+/* Oldest queued_at among BE_DSQ tasks allowed on `cpu`; ~0 if none. */
+static __always_inline u64 oldest_be_wait(s32 cpu)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	u64 oldest = ~0ULL;
+
+	bpf_iter_scx_dsq_new(&it, BE_DSQ, 0);
+	while ((p = bpf_iter_scx_dsq_next(&it))) {
+		struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
+
+		if (t && t->queued_at < oldest && bpf_cpumask_test_cpu(cpu, scx(p)->cpus_ptr))
+			oldest = t->queued_at;
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return oldest;
+}
+
+static __always_inline bool rescue(s32 cpu, u64 now)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	bool moved = false;
+	u64 oldest;
+
+	if (now - last_rescue < 100 * NSEC_PER_MSEC)
+		return false;
+	last_rescue = now;
+	oldest = oldest_be_wait(cpu);
+	if (oldest == ~0ULL || now - oldest < be_starve_ns)
+		return false;
+	/*
+	 * Second pass: move the task that has waited longest to this CPU.
+	 * Only tasks allowed here count: moving a per-CPU kthread to another
+	 * CPU's local DSQ is a runtime error that ejects the scheduler.
+	 */
+	bpf_iter_scx_dsq_new(&it, BE_DSQ, 0);
+	while ((p = bpf_iter_scx_dsq_next(&it))) {
+		struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
+
+		if (!t || t->queued_at != oldest || !bpf_cpumask_test_cpu(cpu, scx(p)->cpus_ptr))
+			continue;
+		if (scx_bpf_dsq_move(&it, p, SCX_DSQ_LOCAL, 0)) {
+			moved = true;
+			stat_inc(STAT_RESCUE);
+		}
+		break;
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return moved;
 }
 
 void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
@@ -615,6 +687,8 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 	bool be_waiting;
 
 	unthrottle(now);
+	if (rescue(cpu, now))
+		return;
 	be_waiting = scx_bpf_dsq_nr_queued(BE_DSQ) > 0;
 	head = scx_bpf_dsq_peek(SLO_DSQ);
 	if (head) {

@@ -19,7 +19,7 @@ const (
 // StatNames names the stats array's slots in enum stat_idx order.
 var StatNames = []string{
 	"enq_slo", "enq_be", "direct", "kick_preempt", "kick_idle",
-	"dispatch_slo", "dispatch_be", "be_bound", "throttle", "unthrottle", "no_ctx",
+	"dispatch_slo", "dispatch_be", "be_bound", "throttle", "unthrottle", "no_ctx", "rescue",
 }
 
 // SwitchPartial is SCX_OPS_SWITCH_PARTIAL: schedule only SCHED_EXT tasks.

@@ -41,6 +41,7 @@ var RequiredKfuncs = []string{
 	"bpf_iter_scx_dsq_next",
 	"bpf_iter_scx_dsq_destroy",
 	"scx_bpf_dsq_move_set_vtime",
+	"scx_bpf_dsq_move",
 	"scx_bpf_dsq_move_vtime",
 }
 
