@@ -75,7 +75,8 @@ func Main() {
 }
 
 // command re-runs this binary as the named workload inside the cgroup
-// open at cgroupFD, with procs Go Ps; parameters travel in the environment.
+// open at cgroupFD (negative: this process's own), with procs Go Ps;
+// parameters travel in the environment.
 func command(name string, cgroupFD, procs int, params map[string]string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -86,7 +87,9 @@ func command(name string, cgroupFD, procs int, params map[string]string) (*exec.
 	for k, v := range params {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	if cgroupFD >= 0 { // negative: stay in our own cgroup
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	}
 	cmd.Stderr = os.Stderr
 	return cmd, nil
 }
