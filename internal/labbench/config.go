@@ -76,7 +76,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.Budget, time.Millisecond)
-	def(&c.HTTPBudget, 10*time.Millisecond)
+	def(&c.HTTPBudget, 20*time.Millisecond)
 	def(&c.HTTPWork, 200*time.Microsecond)
 	def(&c.MsgPeriod, 2*time.Millisecond)
 	def(&c.MsgWork, 100*time.Microsecond)

@@ -34,6 +34,7 @@ type Cell struct {
 	Errors    int               `json:"errors,omitempty"` // failed HTTP requests
 	Batch     Batch             `json:"batch"`
 	SchedStat map[string]uint64 `json:"sched_stats,omitempty"` // scx-slo's counters at the end of the cell
+	Kernel    *KernelView       `json:"kernel,omitempty"`      // scx-slo's own view of the latency cgroup
 	Err       string            `json:"error,omitempty"`
 	Host      *HostSample       `json:"host,omitempty"` // filled in on the host
 }
@@ -48,6 +49,17 @@ type Batch struct {
 	BogoOpsPerSec float64 `json:"bogo_ops_per_sec"`
 	Spawns        int     `json:"spawns"`
 	SpawnsPerSec  float64 `json:"spawns_per_sec"`
+}
+
+// KernelView is what scx-slo itself measured for the latency cgroup in a
+// cell: every runnable-to-running wait, judged against the SLO budget.
+// Next to the workload's own figures it tells run-queue waits (the
+// scheduler's doing) from delays outside them (timer and IPI delivery,
+// and under TCG the emulator switching between vCPUs).
+type KernelView struct {
+	Waits     uint64  `json:"waits"`
+	MeanNs    uint64  `json:"mean_ns"`
+	MissRatio float64 `json:"miss_ratio"`
 }
 
 // Pipe is one ping-pong measurement.
@@ -166,7 +178,7 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 			c.Rep, c.Workload, c.Load, c.Scheduler, c.Latency.N, time.Duration(c.Latency.P50Ns), time.Duration(c.Latency.P90Ns),
 			time.Duration(c.Latency.P99Ns), c.Latency.OverBudget, c.Batch.CPUSeconds, c.Batch.BogoOpsPerSec, c.Batch.SpawnsPerSec, c.Err)
 		if c.SchedStat != nil {
-			fmt.Printf("labbench: scx-slo stats %v\n", c.SchedStat)
+			fmt.Printf("labbench: scx-slo stats %v kernel view %+v\n", c.SchedStat, c.Kernel)
 		}
 		res.Cells = append(res.Cells, c)
 		if err := save(); err != nil {
@@ -290,6 +302,11 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 	}
 	return func(c *Cell) error {
 		c.SchedStat, _ = e.Stats()
+		if m, ok := e.Maps(); ok {
+			if st, ok, err := m.StatsOf(g.lat.id); err == nil && ok && st.Deadlines > 0 {
+				c.Kernel = &KernelView{Waits: st.Deadlines, MeanNs: st.SumNs / max(st.Count, 1), MissRatio: float64(st.Misses) / float64(st.Deadlines)}
+			}
+		}
 		attached := e.Attached()
 		e.Stop()
 		if !attached {

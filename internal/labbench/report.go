@@ -16,6 +16,7 @@ type group struct {
 	BatchCores          Spread // batch cgroup CPU in the window, in cores
 	Bogo, Spawns        Spread // per second
 	Qemu, HostBusy      Spread // host cores qemu got, host cores busy in all
+	KMean, KOver        Spread // scx-slo's own view: mean run-queue wait (ms), fraction over budget
 	Starved, Failed, N  int
 }
 
@@ -26,7 +27,7 @@ type key struct {
 }
 
 func aggregate(r *Results) map[key]*group {
-	type lists struct{ p50, p90, p99, over, batch, bogo, spawns, qemu, busy []float64 }
+	type lists struct{ p50, p90, p99, over, batch, bogo, spawns, qemu, busy, kmean, kover []float64 }
 	raw := map[key]*lists{}
 	out := map[key]*group{}
 	for _, c := range r.Cells {
@@ -43,6 +44,9 @@ func aggregate(r *Results) map[key]*group {
 		ms := func(ns int64) float64 { return float64(ns) / 1e6 }
 		l.p50, l.p90, l.p99 = append(l.p50, ms(c.Latency.P50Ns)), append(l.p90, ms(c.Latency.P90Ns)), append(l.p99, ms(c.Latency.P99Ns))
 		l.over = append(l.over, c.Latency.OverBudget)
+		if c.Kernel != nil {
+			l.kmean, l.kover = append(l.kmean, float64(c.Kernel.MeanNs)/1e6), append(l.kover, c.Kernel.MissRatio)
+		}
 		if c.Load > 0 {
 			l.batch = append(l.batch, c.Batch.CPUSeconds/math.Max(c.Batch.WindowSeconds, 1e-9))
 			l.bogo = append(l.bogo, c.Batch.BogoOpsPerSec)
@@ -59,6 +63,7 @@ func aggregate(r *Results) map[key]*group {
 		g := out[k]
 		g.P50, g.P90, g.P99, g.Over = spreadOf(l.p50), spreadOf(l.p90), spreadOf(l.p99), spreadOf(l.over)
 		g.BatchCores, g.Bogo, g.Spawns, g.Qemu, g.HostBusy = spreadOf(l.batch), spreadOf(l.bogo), spreadOf(l.spawns), spreadOf(l.qemu), spreadOf(l.busy)
+		g.KMean, g.KOver = spreadOf(l.kmean), spreadOf(l.kover)
 	}
 	return out
 }
@@ -195,14 +200,14 @@ func Markdown(r *Results, command string) string {
 	w("`http` (Go HTTP server on loopback, %d µs of CPU per request, driven at %d req/s by an open-loop generator that times each request from its scheduled send, so coordinated omission is corrected; budget %s), ", cfg.HTTPWork.Microseconds(), cfg.HTTPRate, cfg.HTTPBudget)
 	w("`msg` (schbench-like: a message thread wakes %d worker threads through pipes every %s, each works %s; wakeup latency of each worker, budget %s).\n\n", cfg.MsgWorkers, cfg.MsgPeriod, cfg.MsgWork, cfg.Budget)
 	w("Cells show the median over repetitions and, in brackets, the range. Latencies in ms. \"over\" is the fraction of wakeups or requests above the budget; \"× lower vs\" is the default (or tuned) EEVDF fraction divided by this one, from medians of the same boot. ")
-	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy.\n\n", 100*starvedShare)
+	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy. The last column is scx-slo's in-kernel measurement of the latency cgroup's runnable-to-running waits against its %s run-queue budget: next to the workload's own figures it separates run-queue waits from delays the scheduler does not see (timer and IPI delivery, and under TCG the emulator running the other vCPU).\n\n", 100*starvedShare, cfg.Budget)
 	for _, wl := range cfg.Workloads {
 		floor := g[key{wl, 0, EEVDF}]
 		w("## %s\n\n", wl)
-		w("| load | setup | p50 | p90 | p99 | over | × lower vs default | × lower vs tuned | p50 / floor | p90 / floor | batch cores | bogo-ops/s (vs default) | spawns/s | host / qemu cores | starved |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| load | setup | p50 | p90 | p99 | over | × lower vs default | × lower vs tuned | p50 / floor | p90 / floor | batch cores | bogo-ops/s (vs default) | spawns/s | host / qemu cores | starved | run-queue wait: mean ms, over (scx-slo's view) |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		if floor != nil {
-			w("| 0 | floor | %s | %s | %s | %s | | | 1 | 1 | | | | %s | %d/%d |\n", fmtMs(floor.P50), fmtMs(floor.P90), fmtMs(floor.P99), pct(floor.Over), hostCol(floor), floor.Starved, floor.N)
+			w("| 0 | floor | %s | %s | %s | %s | | | 1 | 1 | | | | %s | %d/%d | |\n", fmtMs(floor.P50), fmtMs(floor.P90), fmtMs(floor.P99), pct(floor.Over), hostCol(floor), floor.Starved, floor.N)
 		}
 		for _, l := range cfg.Loads {
 			def, tuned := g[key{wl, l, EEVDF}], g[key{wl, l, EEVDFTuned}]
@@ -227,9 +232,13 @@ func Markdown(r *Results, command string) string {
 				if x.Failed > 0 {
 					fail = fmt.Sprintf(" (%d failed)", x.Failed)
 				}
-				w("| %d%% | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d |\n", l, s, fail,
+				kv := ""
+				if x.KMean.N > 0 {
+					kv = num(x.KMean.Median) + ", " + pct(x.KOver)
+				}
+				w("| %d%% | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %s |\n", l, s, fail,
 					fmtMs(x.P50), fmtMs(x.P90), fmtMs(x.P99), pct(x.Over), vsDef, vsTuned, p50f, p90f,
-					num(x.BatchCores.Median), bogo, num(x.Spawns.Median), hostCol(x), x.Starved, x.N)
+					num(x.BatchCores.Median), bogo, num(x.Spawns.Median), hostCol(x), x.Starved, x.N, kv)
 			}
 		}
 		w("\n")
