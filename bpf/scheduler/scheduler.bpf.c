@@ -85,6 +85,15 @@
  * them back. SCX_OPS_ENQ_LAST makes the kernel ask us even about a CPU's
  * last runnable task, which could otherwise run on past its quota.
  *
+ * Starvation
+ * ----------
+ * Two bounds keep every task moving, as the sched_ext watchdog demands
+ * (it ejects a scheduler that leaves a runnable task waiting timeout_ms,
+ * 10 s here): best-effort work as a whole gets a CPU every be_bound (see
+ * dispatch above), and any single best-effort task that has waited over
+ * be_starve (500 ms), however low its weight, is run out of vtime order
+ * by rescue(), at most one task per 100 ms.
+ *
  * Accounting
  * ----------
  * Wakeup-to-run latency is measured from ops.runnable (or from being
@@ -133,7 +142,7 @@ char exit_reason[128] SEC(".data.exit");
 char exit_msg[1024] SEC(".data.exit");
 
 /* Scheduler state shared by all CPUs. */
-u64 be_vnow;		/* virtual time of the best-effort task started last */
+u64 be_vnow;		/* virtual time of BE_DSQ's head when last dispatched */
 u64 be_since;		/* best-effort work last started (or became queued) */
 u64 next_unthrottle;	/* earliest end of a throttled cgroup's period */
 u64 last_rescue;	/* last scan of BE_DSQ for starved tasks */
@@ -703,10 +712,22 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 			stat_inc(STAT_BE_BOUND);
 		}
 	}
-	if (be_waiting && scx_bpf_dsq_move_to_local___v2(BE_DSQ, 0)) {
-		be_since = now;
-		stat_inc(STAT_DISPATCH_BE);
-		return;
+	if (be_waiting) {
+		/*
+		 * be_vnow follows the head of BE_DSQ, the least-served task,
+		 * so tasks run out of vtime order (rescued, or sent straight to
+		 * an idle CPU) cannot drag it ahead and push every waking
+		 * task behind them.
+		 */
+		struct task_struct *be = scx_bpf_dsq_peek(BE_DSQ);
+
+		if (be && (s64)(scx(be)->scx.dsq_vtime - be_vnow) > 0)
+			be_vnow = scx(be)->scx.dsq_vtime;
+		if (scx_bpf_dsq_move_to_local___v2(BE_DSQ, 0)) {
+			be_since = now;
+			stat_inc(STAT_DISPATCH_BE);
+			return;
+		}
 	}
 	/* BE_DSQ drained under us: fall back to latency work if any. */
 	if (head && scx_bpf_dsq_move_to_local___v2(SLO_DSQ, 0))
@@ -773,8 +794,6 @@ void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 	end_wait(p, t, now);
 	if (!is_slo) {
 		t->key = BE_KEY;
-		if ((s64)(scx(p)->scx.dsq_vtime - be_vnow) > 0)
-			be_vnow = scx(p)->scx.dsq_vtime;
 		be_since = now;
 	}
 	if (key)

@@ -32,6 +32,7 @@ type HogReport struct {
 	Chunks   uint64 `json:"chunks"`
 	MaxGapNs int64  `json:"max_gap_ns"`
 	CPUNs    int64  `json:"cpu_ns"` // CPU time used, from getrusage
+	TID      int    `json:"tid"`
 }
 
 // Main runs the workload named in the environment and exits; without it,
@@ -152,7 +153,7 @@ func runHog() (*HogReport, error) {
 			return nil, fmt.Errorf("setpriority(%d): %w", nice, err)
 		}
 	}
-	rep := &HogReport{}
+	rep := &HogReport{TID: unix.Gettid()}
 	start := time.Now()
 	last := start
 	for {
