@@ -78,11 +78,30 @@ type Results struct {
 	Cells  []Cell `json:"cells"`
 	Pipe   []Pipe `json:"pipe"`
 	Host   *Host  `json:"host,omitempty"`
+	// Partial: the guest died before finishing; these are the cells it
+	// echoed on the console.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // cellMarker is printed on the console around each measured window so
 // the host can sample its own load for exactly that stretch.
 const cellMarker = "labbench: cell "
+
+// The guest also echoes every result as one JSON console line. /out is
+// the record; the echo is what survives a guest that dies mid-run (under
+// multi-threaded TCG a guest can oops), so a long run is not all lost.
+const (
+	headerJSONMarker = "labbench: header-json "
+	cellJSONMarker   = "labbench: cell-json "
+	pipeJSONMarker   = "labbench: pipe-json "
+)
+
+func echo(marker string, v any) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		fmt.Printf("%s%s\n", marker, b)
+	}
+}
 
 const cgroupRoot = "/sys/fs/cgroup"
 
@@ -159,6 +178,7 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	res := &Results{Config: cfg, Kernel: unix.ByteSliceToString(uts.Release[:]), VCPUs: g.vcpus}
+	echo(headerJSONMarker, Results{Config: cfg, Kernel: res.Kernel, VCPUs: res.VCPUs})
 	save := func() error {
 		b, err := json.MarshalIndent(res, "", " ")
 		if err != nil {
@@ -181,6 +201,7 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 			fmt.Printf("labbench: scx-slo stats %v kernel view %+v\n", c.SchedStat, c.Kernel)
 		}
 		res.Cells = append(res.Cells, c)
+		echo(cellJSONMarker, c)
 		if err := save(); err != nil {
 			return err
 		}
@@ -197,6 +218,7 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 			}
 			fmt.Printf("labbench: pipe rep %d %-7s round trip %s %s\n", rep, s, time.Duration(p.RoundTripNs), p.Err)
 			res.Pipe = append(res.Pipe, p)
+			echo(pipeJSONMarker, p)
 		}
 	}
 	return save()

@@ -121,21 +121,25 @@ func Run(ctx context.Context, o RunOptions) (*Results, error) {
 		Timeout: timeout,
 	})
 	sampler.flush()
+	var r Results
 	if err != nil {
-		return nil, err
+		// The guest died: fall back on what it echoed on the console.
+		r = sampler.echo
+		if len(r.Cells) == 0 {
+			return nil, err
+		}
+		r.Partial = true
+		sampler.addHost(&r, host)
+		return &r, fmt.Errorf("%w (keeping the %d cells the guest echoed on its console)", err, len(r.Cells))
 	}
 	b, rerr := os.ReadFile(filepath.Join(out, "bench.json"))
 	if rerr != nil {
 		return nil, fmt.Errorf("the guest wrote no results (exit status %d): %w", res.ExitCode, rerr)
 	}
-	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("guest results: %w", err)
 	}
-	r.Host = &host
-	for i := range r.Cells {
-		r.Cells[i].Host = sampler.get(r.Cells[i].Index)
-	}
+	sampler.addHost(&r, host)
 	if res.ExitCode != 0 {
 		return &r, fmt.Errorf("the guest side failed (exit status %d); see the [guest] console lines", res.ExitCode)
 	}
@@ -197,6 +201,7 @@ type hostSampler struct {
 
 	mu      sync.Mutex
 	partial []byte
+	echo    Results // the guest's console echo of its results
 	qemuPID int
 	open    map[int]snapshot
 	samples map[int]*HostSample
@@ -233,6 +238,22 @@ func (h *hostSampler) flush() {
 }
 
 func (h *hostSampler) line(l string) {
+	for marker, dst := range map[string]any{headerJSONMarker: &h.echo, cellJSONMarker: &Cell{}, pipeJSONMarker: &Pipe{}} {
+		i := strings.Index(l, marker)
+		if i < 0 {
+			continue
+		}
+		if json.Unmarshal([]byte(l[i+len(marker):]), dst) != nil {
+			return // a line mangled by interleaved kernel messages: /out has it
+		}
+		switch v := dst.(type) {
+		case *Cell:
+			h.echo.Cells = append(h.echo.Cells, *v)
+		case *Pipe:
+			h.echo.Pipe = append(h.echo.Pipe, *v)
+		}
+		return
+	}
 	i := strings.Index(l, cellMarker)
 	if i < 0 {
 		return
@@ -269,6 +290,13 @@ func (h *hostSampler) line(l string) {
 		// saturated (an idle guest leaves qemu idle too: not starved).
 		hs.Starved = h.qemuPID != 0 && hs.QemuCores < starvedShare*h.maxCores && hs.BusyCores > 0.9*float64(h.hostCPUs)
 		h.samples[idx] = hs
+	}
+}
+
+func (h *hostSampler) addHost(r *Results, host Host) {
+	r.Host = &host
+	for i := range r.Cells {
+		r.Cells[i].Host = h.get(r.Cells[i].Index)
 	}
 }
 

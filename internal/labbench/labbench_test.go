@@ -234,6 +234,15 @@ func TestHostSampler(t *testing.T) {
 	if h.get(8) != nil {
 		t.Error("a cell that never started got a sample")
 	}
+	// The console echo of results, with a line mangled by a kernel message.
+	fmt.Fprintf(h, "[guest] %s{\"kernel\":\"7.x\",\"vcpus\":2}\n", headerJSONMarker)
+	fmt.Fprintf(h, "[guest] %s{\"index\":3,\"workload\":\"msg\",\"latency\":{\"n\":5}}\n", cellJSONMarker)
+	fmt.Fprintf(h, "[guest] %s{\"index\":4,\"work[  12.3] random: crng\n", cellJSONMarker)
+	fmt.Fprintf(h, "[guest] %s{\"scheduler\":\"scx-slo\",\"round_trip_ns\":900}\n", pipeJSONMarker)
+	if e := h.echo; e.Kernel != "7.x" || e.VCPUs != 2 || len(e.Cells) != 1 || e.Cells[0].Index != 3 || e.Cells[0].Latency.N != 5 ||
+		len(e.Pipe) != 1 || e.Pipe[0].RoundTripNs != 900 {
+		t.Errorf("console echo parsed as %+v", e)
+	}
 	if !strings.Contains(con.String(), "other line") {
 		t.Errorf("console not passed through: %q", con.String())
 	}

@@ -186,6 +186,9 @@ func Markdown(r *Results, command string) string {
 		w(" on %s.", r.Host.Date)
 	}
 	w("\n\n")
+	if r.Partial {
+		w("**Partial run:** the guest died before the end; these are the cells it echoed on its console.\n\n")
+	}
 	w("- Guest: Linux %s, %d vCPUs, under qemu", r.Kernel, r.VCPUs)
 	if h := r.Host; h != nil {
 		w(" (%s, accel `%s`: software emulation; with `thread=single` one host thread runs every vCPU in turn, so qemu can use at most %.0f host core).\n", h.Qemu, h.Accel, h.QemuMaxCores)
