@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"image/png"
 	"os"
 	"os/exec"
@@ -164,5 +165,25 @@ func BenchmarkLab(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRender rewrites the report in $SCX_SLO_BENCH_RENDER from the
+// results.json there (after a change to the report's layout).
+func TestRender(t *testing.T) {
+	dir := os.Getenv("SCX_SLO_BENCH_RENDER")
+	if dir == "" {
+		t.Skip("set SCX_SLO_BENCH_RENDER to a results directory to re-render its report")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r labbench.Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s/results.json: %v", dir, err)
+	}
+	if err := labbench.WriteReport(dir, &r, ""); err != nil {
+		t.Fatal(err)
 	}
 }

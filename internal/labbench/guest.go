@@ -80,7 +80,8 @@ type Results struct {
 	Host   *Host  `json:"host,omitempty"`
 	// Partial: the guest died before finishing; these are the cells it
 	// echoed on the console.
-	Partial bool `json:"partial,omitempty"`
+	Partial bool   `json:"partial,omitempty"`
+	Command string `json:"command,omitempty"` // what produced this, for the report
 }
 
 // cellMarker is printed on the console around each measured window so

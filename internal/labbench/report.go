@@ -16,6 +16,7 @@ type group struct {
 	BatchCores          Spread // batch cgroup CPU in the window, in cores
 	Bogo, Spawns        Spread // per second
 	Qemu, HostBusy      Spread // host cores qemu got, host cores busy in all
+	Load1               Spread // host 1-minute load average at the end of the cell
 	KMean, KOver        Spread // scx-slo's own view: mean run-queue wait (ms), fraction over budget
 	Starved, Failed, N  int
 }
@@ -27,7 +28,7 @@ type key struct {
 }
 
 func aggregate(r *Results) map[key]*group {
-	type lists struct{ p50, p90, p99, over, batch, bogo, spawns, qemu, busy, kmean, kover []float64 }
+	type lists struct{ p50, p90, p99, over, batch, bogo, spawns, qemu, busy, load, kmean, kover []float64 }
 	raw := map[key]*lists{}
 	out := map[key]*group{}
 	for _, c := range r.Cells {
@@ -53,7 +54,7 @@ func aggregate(r *Results) map[key]*group {
 			l.spawns = append(l.spawns, c.Batch.SpawnsPerSec)
 		}
 		if c.Host != nil {
-			l.qemu, l.busy = append(l.qemu, c.Host.QemuCores), append(l.busy, c.Host.BusyCores)
+			l.qemu, l.busy, l.load = append(l.qemu, c.Host.QemuCores), append(l.busy, c.Host.BusyCores), append(l.load, c.Host.Load1)
 			if c.Host.Starved {
 				g.Starved++
 			}
@@ -63,7 +64,7 @@ func aggregate(r *Results) map[key]*group {
 		g := out[k]
 		g.P50, g.P90, g.P99, g.Over = spreadOf(l.p50), spreadOf(l.p90), spreadOf(l.p99), spreadOf(l.over)
 		g.BatchCores, g.Bogo, g.Spawns, g.Qemu, g.HostBusy = spreadOf(l.batch), spreadOf(l.bogo), spreadOf(l.spawns), spreadOf(l.qemu), spreadOf(l.busy)
-		g.KMean, g.KOver = spreadOf(l.kmean), spreadOf(l.kover)
+		g.KMean, g.KOver, g.Load1 = spreadOf(l.kmean), spreadOf(l.kover), spreadOf(l.load)
 	}
 	return out
 }
@@ -89,6 +90,9 @@ func WriteReport(dir string, r *Results, command string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if command != "" {
+		r.Command = command
+	}
 	b, err := json.MarshalIndent(r, "", " ")
 	if err != nil {
 		return err
@@ -96,7 +100,7 @@ func WriteReport(dir string, r *Results, command string) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(Markdown(r, command)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(Markdown(r, r.Command)), 0o644); err != nil {
 		return err
 	}
 	for name, draw := range map[string]func(*os.File) error{
@@ -203,7 +207,7 @@ func Markdown(r *Results, command string) string {
 	w("`http` (Go HTTP server on loopback, %d µs of CPU per request, driven at %d req/s by an open-loop generator that times each request from its scheduled send, so coordinated omission is corrected; budget %s), ", cfg.HTTPWork.Microseconds(), cfg.HTTPRate, cfg.HTTPBudget)
 	w("`msg` (schbench-like: a message thread wakes %d worker threads through pipes every %s, each works %s; wakeup latency of each worker, budget %s).\n\n", cfg.MsgWorkers, cfg.MsgPeriod, cfg.MsgWork, cfg.Budget)
 	w("Cells show the median over repetitions and, in brackets, the range. Latencies in ms. \"over\" is the fraction of wakeups or requests above the budget; \"× lower vs\" is the default (or tuned) EEVDF fraction divided by this one, from medians of the same boot. ")
-	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy. The last column is scx-slo's in-kernel measurement of the latency cgroup's runnable-to-running waits against its %s run-queue budget: next to the workload's own figures it separates run-queue waits from delays the scheduler does not see (timer and IPI delivery, and under TCG the emulator running the other vCPU).\n\n", 100*starvedShare, cfg.Budget)
+	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window, and the host's 1-minute load average (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy. The last column is scx-slo's in-kernel measurement of the latency cgroup's runnable-to-running waits against its %s run-queue budget: next to the workload's own figures it separates run-queue waits from delays the scheduler does not see (timer and IPI delivery, and under TCG the emulator running the other vCPU).\n\n", 100*starvedShare, cfg.Budget)
 	for _, wl := range cfg.Workloads {
 		floor := g[key{wl, 0, EEVDF}]
 		w("## %s\n\n", wl)
@@ -435,5 +439,5 @@ func ResultsDir(root string, now time.Time) string {
 }
 
 func hostCol(x *group) string {
-	return num(x.HostBusy.Median) + " / " + num(x.Qemu.Median)
+	return num(x.HostBusy.Median) + " / " + num(x.Qemu.Median) + " (load " + num(x.Load1.Median) + ")"
 }
