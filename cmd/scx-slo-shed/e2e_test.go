@@ -77,10 +77,15 @@ func calibrate(d time.Duration) int {
 
 // startBackend runs the backend in cgroup p and waits until it listens.
 func startBackend(t *testing.T, cg *exportertest.Cgroups, p string) string {
+	return startBackendProcs(t, cg, p, 2)
+}
+
+// startBackendProcs is startBackend with procs OS threads running Go code.
+func startBackendProcs(t *testing.T, cg *exportertest.Cgroups, p string, procs int) string {
 	t.Helper()
 	addr := exportertest.FreeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), backendEnv+"="+addr, "GOMAXPROCS=2")
+	cmd.Env = append(os.Environ(), backendEnv+"="+addr, "GOMAXPROCS="+strconv.Itoa(procs))
 	cmd.Stderr = os.Stderr
 	gate, err := cmd.StdinPipe()
 	if err != nil {

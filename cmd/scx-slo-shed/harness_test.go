@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/scx-slo/scx-slo/internal/exportertest"
+	"github.com/scx-slo/scx-slo/internal/lab/labtest"
 )
 
 var (
@@ -30,6 +31,9 @@ var (
 // shedBinary builds ./cmd/scx-slo-shed once per test process.
 func shedBinary(t testing.TB) string {
 	t.Helper()
+	if labtest.InGuest() {
+		return guestShed // placed there by the host; no Go toolchain here
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "scx-slo-shed-bin-")
 		if err != nil {
