@@ -14,10 +14,10 @@ import (
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/exportertest"
-	"github.com/scx-slo/scx-slo/internal/overload"
 	"github.com/scx-slo/scx-slo/internal/lab"
 	"github.com/scx-slo/scx-slo/internal/lab/labtest"
 	"github.com/scx-slo/scx-slo/internal/loadgen"
+	"github.com/scx-slo/scx-slo/internal/overload"
 )
 
 // Where the host puts the binaries in the guest.
