@@ -14,6 +14,7 @@ all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o scx-slo ./cmd/scx-slo
+	$(GO) build -ldflags '$(LDFLAGS)' -o scx-slo-shed ./cmd/scx-slo-shed
 
 # BPF objects and bindings (bpf2go, needs clang-19), then dashboards and
 # alert rules. Generated files are committed.

@@ -7,10 +7,11 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
+
+	"github.com/scx-slo/scx-slo/internal/boolflags"
 )
 
 func main() {
@@ -20,7 +21,7 @@ func main() {
 	for _, register := range commands {
 		register(app)
 	}
-	args, err := boolFlagValues(app, os.Args[1:])
+	args, err := boolflags.Rewrite(app, os.Args[1:])
 	if err == nil {
 		_, err = app.Parse(args)
 	}
@@ -33,46 +34,3 @@ func main() {
 // commands holds one register function per subcommand file (serve.go,
 // status.go, lab.go, ...), appended from their init functions.
 var commands []func(*kingpin.Application)
-
-// boolFlagValues rewrites --flag=true/false to --flag/--no-flag for
-// boolean flags: kingpin's booleans take no value, but `--enforce=false`
-// is the spelling SREs reach for (and the documented rollback).
-func boolFlagValues(app *kingpin.Application, args []string) ([]string, error) {
-	bools := map[string]bool{}
-	var walk func(cmds []*kingpin.CmdModel)
-	add := func(flags []*kingpin.FlagModel) {
-		for _, f := range flags {
-			if f.IsBoolFlag() {
-				bools[f.Name] = true
-			}
-		}
-	}
-	walk = func(cmds []*kingpin.CmdModel) {
-		for _, c := range cmds {
-			add(c.Flags)
-			walk(c.Commands)
-		}
-	}
-	m := app.Model()
-	add(m.Flags)
-	walk(m.Commands)
-	out := make([]string, 0, len(args))
-	for i, a := range args {
-		if a == "--" {
-			return append(out, args[i:]...), nil
-		}
-		name, val, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if ok && strings.HasPrefix(a, "--") && bools[name] {
-			switch val {
-			case "true":
-				a = "--" + name
-			case "false":
-				a = "--no-" + name
-			default:
-				return nil, fmt.Errorf("--%s=%q: a boolean flag takes true or false", name, val)
-			}
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}

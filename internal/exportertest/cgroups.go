@@ -77,11 +77,15 @@ func (c *Cgroups) SetWeight(p string, weight int) bool {
 }
 
 func (c *Cgroups) removeAll(t testing.TB) {
-	// Children first, moving any leftover task to the root.
-	all := append([]string(nil), c.made...)
+	// Children first (newest first), then the parent, moving any leftover
+	// task to the root.
+	var all []string
+	for i := len(c.made) - 1; i >= 0; i-- {
+		all = append(all, c.made[i])
+	}
 	all = append(all, c.Parent)
-	for i := len(all) - 1; i >= 0; i-- {
-		dir := c.H.Dir(all[i])
+	for _, p := range all {
+		dir := c.H.Dir(p)
 		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
 			for _, pid := range strings.Fields(string(b)) {
 				_ = os.WriteFile(filepath.Join(c.H.Root, "cgroup.procs"), []byte(pid), 0)
