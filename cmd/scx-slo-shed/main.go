@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/scx-slo/scx-slo/internal/boolflags"
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/logging"
 	"github.com/scx-slo/scx-slo/internal/overload"
@@ -120,7 +121,7 @@ func main() {
 	app.Version(version.Print("scx-slo-shed"))
 	app.HelpFlag.Short('h')
 	f := addFlags(app)
-	args, err := spellBools(app, os.Args[1:])
+	args, err := boolflags.Rewrite(app, os.Args[1:])
 	if err == nil {
 		_, err = app.Parse(args)
 	}
