@@ -12,6 +12,12 @@
 //
 // and `scx-slo detach` (or --enforce=false) calls Detach(pinDir).
 //
+// Options.Guard (optional) is the attainment guard: given the observe-mode
+// baseline, it detaches for good when SLO attainment under the scheduler
+// stays below it for Guard.Sustain windows (scx_slo_enforcer_guard_detaches_total).
+// Stats returns the scheduler's own event counters (enum stat_idx), and
+// LastExit what ops.exit recorded at the last ejection.
+//
 // Pinning: the struct_ops link and the maps userspace uses are pinned
 // under Options.PinDir. A new process finding a pinned link whose
 // scheduler is still enabled re-adopts it instead of attaching again, so
