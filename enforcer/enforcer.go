@@ -41,6 +41,14 @@ type Options struct {
 	// OnAttach runs after every successful attach or adoption, e.g. to
 	// resync the slos map into the new maps right away.
 	OnAttach func(slomaps.Maps)
+	// Shared, if its SLOs and Overload are set (e.g. the observe-mode
+	// tracer's maps), makes the scheduler use those two maps instead of
+	// its own: one slos map to keep in sync, and one overload array whose
+	// pinned mmap stays valid for readers whichever side judges
+	// deadlines. cgroup_stats is never shared (both would count every
+	// wait). Not applied when re-adopting a pinned scheduler, which keeps
+	// the maps it was loaded with.
+	Shared slomaps.Maps
 	// Guard, if set, detaches the scheduler for good when SLO attainment
 	// falls below the observe-mode baseline for a sustained window.
 	Guard  *Guard
@@ -226,7 +234,7 @@ func (e *Enforcer) adoptOrAttach() error {
 }
 
 func (e *Enforcer) attach() error {
-	in, err := attach(e.spec)
+	in, err := attach(e.spec, e.opts.Shared)
 	if err != nil {
 		e.metrics.attempts.WithLabelValues("error").Inc()
 		if ops := readTrim(filepath.Join(e.opts.SchedExtDir, "root", "ops")); ops != "" && ops != scheduler.OpsName {

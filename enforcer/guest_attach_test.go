@@ -7,6 +7,11 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+
+	"github.com/scx-slo/scx-slo/bpf/runqueue"
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/workload"
 )
 
 func schedExt(t *testing.T, name string) string {
@@ -100,5 +105,54 @@ func TestGuestPartial(t *testing.T) {
 	}
 	if n := st["enq_be"] + st["enq_slo"] + st["direct"]; n != 0 {
 		t.Errorf("partial mode scheduled %d tasks, want 0 (no SCHED_EXT tasks): %v", n, st)
+	}
+}
+
+// TestGuestSharedMaps: with Options.Shared the scheduler reads the SLOs
+// from, and sets overload bits in, the observe-mode tracer's maps.
+func TestGuestSharedMaps(t *testing.T) {
+	inGuest(t)
+	tr, err := runqueue.Load(runqueue.Options{Hierarchy: cgroupfs.Hierarchy{Root: "/sys/fs/cgroup", V2: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.JudgeSLOs(false); err != nil { // only the scheduler may set the bit
+		t.Fatal(err)
+	}
+	shared := tr.Maps()
+	cg := newCgroup(t, "shared")
+	const slot = 5
+	// A 1 us budget cannot be met: every judged wakeup misses.
+	if err := shared.SyncSLOs(map[uint64]slomaps.Entry{cg.id: slomaps.NewEntry(1000, 0.99, 100, slot)}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Logger: testLogger(t), Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	probe := start(t, "probe", cg, map[string]string{"RUN_FOR": "1s", "PROBE_PERIOD": "1ms", "PROBE_WORK": "50us"})
+	var rep workload.ProbeReport
+	if err := probe.wait(&rep); err != nil {
+		t.Fatal(err)
+	}
+	own, _ := e.Maps()
+	stats, err := own.ReadStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := stats[cg.id]; s == nil || s.Deadlines == 0 {
+		t.Fatalf("the scheduler judged no wakeup against the shared slos map: %+v", s)
+	}
+	on, err := shared.Overloaded(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !on {
+		t.Error("the scheduler's overload bit did not show in the tracer's array")
 	}
 }

@@ -107,12 +107,20 @@ func orOpsFlags(spec *ebpf.CollectionSpec, bits uint64) error {
 	return fmt.Errorf("scheduler object: sched_ext_ops has no flags member")
 }
 
-// attach loads the scheduler and enables it.
-func attach(spec *ebpf.CollectionSpec) (*instance, error) {
+// attach loads the scheduler, reusing shared's slos and overload maps if
+// set, and enables it.
+func attach(spec *ebpf.CollectionSpec, shared slomaps.Maps) (*instance, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raising memlock limit: %w", err)
 	}
-	coll, err := ebpf.NewCollection(spec)
+	repl := map[string]*ebpf.Map{}
+	if shared.SLOs != nil {
+		repl["slos"] = shared.SLOs
+	}
+	if shared.Overload != nil {
+		repl["overload"] = shared.Overload
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
