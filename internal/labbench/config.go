@@ -52,7 +52,7 @@ type Config struct {
 
 // Full is the on-demand benchmark.
 func Full() Config {
-	return Config{Reps: 3, Cell: 3 * time.Second, Loads: []int{50, 75, 100, 200},
+	return Config{Reps: 4, Cell: 3 * time.Second, Loads: []int{50, 75, 100, 200},
 		Schedulers: []string{EEVDF, EEVDFTuned, EEVDFIdle, SCXSLO}, Workloads: []string{Probe, HTTP, Msg}}.withDefaults()
 }
 

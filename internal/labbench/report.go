@@ -195,7 +195,14 @@ func Markdown(r *Results, command string) string {
 	}
 	w("- Guest: Linux %s, %d vCPUs, under qemu", r.Kernel, r.VCPUs)
 	if h := r.Host; h != nil {
-		w(" (%s, accel `%s`: software emulation; with `thread=single` one host thread runs every vCPU in turn, so qemu can use at most %.0f host core).\n", h.Qemu, h.Accel, h.QemuMaxCores)
+		w(" (%s, accel `%s`", h.Qemu, h.Accel)
+		switch {
+		case strings.Contains(h.Accel, "thread=single"):
+			w(": software emulation, one host thread runs every vCPU in turn, so qemu can use at most %.0f host core", h.QemuMaxCores)
+		case strings.HasPrefix(h.Accel, "tcg"):
+			w(": software emulation, one host thread per vCPU, at most %.0f host cores", h.QemuMaxCores)
+		}
+		w(").\n")
 		w("- Host: %s, %d CPUs, %d MiB, kernel %s; 1-minute load %.2f when the run started.\n", h.CPU, h.CPUs, h.MemoryMB, h.Kernel, h.Load1Before)
 	} else {
 		w(".\n")
