@@ -31,7 +31,7 @@ func TestGuestOverloadBit(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	probe := start(t, "probe", tight, map[string]string{"RUN_FOR": "14s", "PROBE_PERIOD": "1ms", "PROBE_WORK": "100us"})
+	probe := start(t, "probe", tight, map[string]string{"RUN_FOR": "16s", "PROBE_PERIOD": "1ms", "PROBE_WORK": "100us"})
 	time.Sleep(500 * time.Millisecond)
 	if on, _ := m.Overloaded(slot); on {
 		t.Fatal("overload bit set before any load")
@@ -39,9 +39,9 @@ func TestGuestOverloadBit(t *testing.T) {
 	began := time.Now()
 	var hogs []*proc
 	for i := 0; i < 4; i++ {
-		hogs = append(hogs, start(t, "hog", rival, map[string]string{"RUN_FOR": "4s"}))
+		hogs = append(hogs, start(t, "hog", rival, map[string]string{"RUN_FOR": "6s"}))
 	}
-	setAfter := pollBit(t, m, slot, true, 4*time.Second)
+	setAfter := pollBit(t, m, slot, true, 6*time.Second)
 	if setAfter >= 0 {
 		setAfter = time.Since(began)
 	}

@@ -101,7 +101,7 @@ func TestGuestLatency(t *testing.T) {
 				s.N, s.OverBudget, time.Duration(s.P50Ns), time.Duration(s.P99Ns), kv.Waits, time.Duration(kv.MeanNs), kv.MissRatio)
 			for i, h := range hr {
 				t.Logf("  hog %d: chunks=%d cpu=%s max_gap=%s", i, h.Chunks, time.Duration(h.CPUNs), time.Duration(h.MaxGapNs))
-				if h.Chunks == 0 || h.MaxGapNs > int64(2*time.Second) {
+				if h.Chunks == 0 || h.MaxGapNs > int64(3*time.Second) {
 					hogsOK = false
 				}
 			}
@@ -116,7 +116,7 @@ func TestGuestLatency(t *testing.T) {
 	t.Logf("EEVDF   probe over=%.3f p50=%s p99=%s | kernel over=%.3f", se.OverBudget, time.Duration(se.P50Ns), time.Duration(se.P99Ns), kern["eevdf"].MissRatio)
 	t.Logf("scx_slo probe over=%.3f p50=%s p99=%s | kernel over=%.3f", ss.OverBudget, time.Duration(ss.P50Ns), time.Duration(ss.P99Ns), kern["scx_slo"].MissRatio)
 	if !hogsOK {
-		t.Error("a hog made no progress or waited over 2 s for a CPU")
+		t.Error("a hog made no progress or waited over 3 s for a CPU")
 	}
 	// Generous relative bounds: TCG timing is noisy, medians are stable.
 	if kern["scx_slo"].MissRatio >= kern["eevdf"].MissRatio {
