@@ -60,7 +60,7 @@ func TestShedWithSchedulerInVM(t *testing.T) {
 	labtest.ReadJSON(t, res, "shed", &got)
 	t.Logf("guest, scheduler %q, state read from %s", got.SchedExt, got.Source)
 	if !got.PinnedBit {
-		t.Logf("KNOWN ISSUE (exporter, enforce mode): the pinned map showed the app's bit clear while /overload showed it set")
+		t.Errorf("enforce mode: the pinned map showed the app's bit clear while /overload showed it set")
 	}
 	t.Logf("with shedding: %+v", got.WithShed)
 	t.Logf("dry run:       %+v", got.DryRun)
@@ -151,9 +151,8 @@ func shedInGuest(t *testing.T) vmResult {
 	if !exportertest.Eventually(context.Background(), 30*time.Second, overloaded) {
 		t.Fatalf("the scheduler never set the overload bit of %s\n%s", app, log.String())
 	}
-	// Known issue, reported to the exporter's owner: in enforce mode with
-	// two SLO cgroups the pinned map's bit for app disagrees with
-	// /overload. Record it; the sidecar reads over HTTP here.
+	// In enforce mode the pins must point at the scheduler's maps: the
+	// pinned bit agrees with /overload.
 	if id, err := cgroupfs.ID(cg.H.Dir(app)); err == nil {
 		if r, err := overload.Open(pins, id); err == nil {
 			out.PinnedBit, _ = r.Overloaded()

@@ -15,34 +15,48 @@ import (
 	"github.com/scx-slo/scx-slo/internal/overload"
 )
 
-// TestOverloadPublished reads a cgroup's overload bit the two ways readers
+// TestOverloadPublished reads cgroups' overload bits the two ways readers
 // on the node do, through the pinned mmapable map and over HTTP, and
-// checks both follow the kernel's state.
+// checks both follow the kernel's state. Four SLO cgroups, two of them
+// busy, so the readers must find each cgroup's own slot.
 func TestOverloadPublished(t *testing.T) {
 	exportertest.RequireRoot(t)
 	if !isBPFFS("/sys/fs/bpf") {
 		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
 	}
 	cg := exportertest.NewCgroups(t, "auto")
-	ls := cg.Make(t, "ls")
+	var paths []string
+	for _, n := range []string{"a", "b", "c", "d"} {
+		paths = append(paths, cg.Make(t, n))
+	}
+	busy := map[string]bool{paths[1]: true, paths[3]: true}
 	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-test-%d", time.Now().UnixNano())
 	cfg := filepath.Join(t.TempDir(), "slo.yaml")
-	writeSLO(t, cfg, "slos:\n  - cgroup: "+ls+"\n    latencyBudget: 1ns\n    target: 0.9\n")
+	writeBudget := func(budget string) {
+		writeSLO(t, cfg, "slos:\n  - cgroup: "+cg.Parent+"/*\n    latencyBudget: "+budget+"\n    target: 0.9\n")
+	}
+	writeBudget("1ns")
 	e := exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+pins, "--slo.resync-interval=100ms")
-	w := cg.StartWorkload(t, ls, "probe", 1)
-	defer w.Stop()
+	for p := range busy {
+		w := cg.StartWorkload(t, p, "probe", 1)
+		defer w.Stop()
+	}
 
-	id, err := cgroupfs.ID(cg.H.Dir(ls))
-	if err != nil {
-		t.Fatal(err)
+	readers := map[string]*overload.Reader{}
+	for _, p := range paths {
+		id, err := cgroupfs.ID(cg.H.Dir(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := overload.Open(pins, id)
+		if err != nil {
+			t.Fatalf("opening pinned maps: %v\n%s", err, e.Log())
+		}
+		defer r.Close()
+		readers[p] = r
 	}
-	r, err := overload.Open(pins, id)
-	if err != nil {
-		t.Fatalf("opening pinned maps: %v\n%s", err, e.Log())
-	}
-	defer r.Close()
-	viaHTTP := func() bool {
-		_, body, err := e.Get("/overload?cgroup=" + ls)
+	viaHTTP := func(p string) bool {
+		_, body, err := e.Get("/overload?cgroup=" + p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,26 +66,55 @@ func TestOverloadPublished(t *testing.T) {
 		}
 		return st[0].Overloaded
 	}
+	// state returns whether every cgroup's pinned bit is want(p), and
+	// the pinned bits it saw.
+	state := func(want func(p string) bool) (bool, map[string]bool) {
+		seen := map[string]bool{}
+		ok := true
+		for _, p := range paths {
+			on, err := readers[p].Overloaded()
+			if err != nil {
+				t.Fatalf("reading %s: %v", p, err)
+			}
+			seen[p] = on
+			ok = ok && on == want(p)
+		}
+		return ok, seen
+	}
 	ctx := context.Background()
-	if !exportertest.Eventually(ctx, 10*time.Second, func() bool { on, err := r.Overloaded(); return err == nil && on }) {
-		t.Fatalf("pinned bit never set under a 1ns budget")
+	var seen map[string]bool
+	if !exportertest.Eventually(ctx, 10*time.Second, func() bool {
+		var ok bool
+		ok, seen = state(func(p string) bool { return busy[p] })
+		return ok
+	}) {
+		t.Fatalf("pinned bits %v, want set exactly for the busy cgroups %v", seen, busy)
 	}
-	if !viaHTTP() {
-		t.Errorf("HTTP /overload disagrees with the pinned map (clear while set)")
+	for _, p := range paths {
+		if got := viaHTTP(p); got != seen[p] {
+			t.Errorf("%s: HTTP /overload says %v, pinned map %v", p, got, seen[p])
+		}
 	}
-	writeSLO(t, cfg, "slos:\n  - cgroup: "+ls+"\n    latencyBudget: 10s\n    target: 0.9\n")
-	if !exportertest.Eventually(ctx, 30*time.Second, func() bool { on, err := r.Overloaded(); return err == nil && !on }) {
-		t.Fatalf("pinned bit never cleared under a 10s budget")
+
+	writeBudget("10s")
+	if !exportertest.Eventually(ctx, 30*time.Second, func() bool {
+		var ok bool
+		ok, seen = state(func(string) bool { return false })
+		return ok
+	}) {
+		t.Fatalf("pinned bits never all cleared under a 10s budget: %v", seen)
 	}
-	if viaHTTP() {
-		t.Errorf("HTTP /overload still says overloaded after the pinned bit cleared")
+	for _, p := range paths {
+		if viaHTTP(p) {
+			t.Errorf("%s: HTTP /overload still says overloaded after the pinned bit cleared", p)
+		}
 	}
 	// A cgroup without an SLO is reported as such, not as "fine".
 	if resp, _, _ := e.Get("/overload?cgroup=/nope"); resp.StatusCode != 404 {
 		t.Errorf("/overload for a cgroup without SLO: %s", resp.Status)
 	}
 	e.Stop(t)
-	if _, err := overload.Open(pins, id); err == nil {
+	if _, err := overload.Open(pins, 1); err == nil {
 		t.Errorf("pins left behind after the exporter stopped")
 	}
 }

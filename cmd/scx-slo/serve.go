@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/cilium/ebpf"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
@@ -237,31 +238,33 @@ func serve(f *serveFlags) error {
 }
 
 // followMode keeps everything that depends on who judges deadlines in
-// step with the scheduler's attachment: the published overload pins point
-// at the authoritative maps, and the tracer stops judging while the
-// scheduler does it.
+// step with the scheduler: the published overload pins point at the
+// authoritative maps (the scheduler's while attached, new ones after each
+// re-attach), and the tracer stops judging while the scheduler does it.
 func followMode(ctx context.Context, node *collector.Node, enf *enforcerState, pinDir string, kickSync func(), logger log.Logger) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	first := true
-	var was bool
+	var published *ebpf.Map
+	first, was := true, false
 	for {
-		if now := enf.attached(); first || now != was {
-			if m, ok := node.SLOMaps(); ok && pinDir != "" {
-				if err := overload.Publish(pinDir, m.SLOs, m.Overload); err != nil {
-					level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
-				}
+		attached := enf.attached()
+		if m, ok := node.SLOMaps(); ok && pinDir != "" && m.Overload != published {
+			if err := overload.Publish(pinDir, m.SLOs, m.Overload); err != nil {
+				level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
 			}
+			published = m.Overload
+		}
+		if first || attached != was {
 			if node.Tracer != nil {
-				if err := node.Tracer.JudgeSLOs(!now); err != nil {
+				if err := node.Tracer.JudgeSLOs(!attached); err != nil {
 					level.Warn(logger).Log("msg", "switching the tracer's deadline accounting", "err", err)
 				}
 			}
 			if !first {
-				level.Info(logger).Log("msg", "deadline accounting source changed", "scheduler_attached", now)
+				level.Info(logger).Log("msg", "deadline accounting source changed", "scheduler_attached", attached)
 			}
 			kickSync()
-			first, was = false, now
+			first, was = false, attached
 		}
 		select {
 		case <-ctx.Done():

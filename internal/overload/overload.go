@@ -1,7 +1,9 @@
 // Package overload publishes each SLO cgroup's overload bit for readers on
 // the node, and reads it back. The exporter pins two BPF maps in bpffs:
 //
-//	<dir>/overload  ARRAY, BPF_F_MMAPABLE: one u32 per slot, 1 = overloaded
+//	<dir>/overload  ARRAY, BPF_F_MMAPABLE: one u32 per slot, 1 = overloaded;
+//	                the kernel lays array values 8 bytes apart, so slot i is
+//	                at byte offset 8*i of the mapping
 //	<dir>/slos      HASH: cgroup id (u64) -> struct slo_entry (slot at offset 16)
 //
 // A reader looks its cgroup's slot up in slos once in a while and reads

@@ -110,7 +110,7 @@ func (r *Reader) Overloaded() (bool, error) {
 		return false, ErrNoSLO
 	}
 	var b [4]byte
-	if _, err := r.mem.ReadAt(b[:], int64(r.slot)*4); err != nil {
+	if _, err := r.mem.ReadAt(b[:], int64(r.slot)*elemStride(r.overload)); err != nil {
 		return false, err
 	}
 	return binary.NativeEndian.Uint32(b[:]) != 0, nil
@@ -136,4 +136,11 @@ func (r *Reader) resolve() error {
 	r.slot = binary.NativeEndian.Uint32(v[16:20])
 	r.hasSlot = true
 	return nil
+}
+
+// elemStride is the distance between array elements in the mapping: the
+// kernel rounds each array value up to 8 bytes, so slot i of a u32 array
+// is at 8*i, not 4*i.
+func elemStride(m *ebpf.Map) int64 {
+	return int64(m.ValueSize()+7) &^ 7
 }
