@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -357,20 +356,6 @@ func waitSchedExt(state string, limit time.Duration) error {
 
 const probePeriod = time.Millisecond
 
-// withMissedPeriods corrects the probe for coordinated omission: after
-// an overrun it skips the periods it missed instead of bursting, so a
-// wakeup l late stands for the skipped ones too, which would have been
-// l-period, l-2*period, ... late (the correction wrk2 applies).
-func withMissedPeriods(lateness []int64, period int64) []int64 {
-	out := slices.Clone(lateness)
-	for _, l := range lateness {
-		for m := l - period; m > 0; m -= period {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // latency runs one latency workload in the latency cgroup for a cell.
 func (g *guest) latency(name string) (samples []int64, errs int, err error) {
 	run := g.cfg.Cell.String()
@@ -399,7 +384,7 @@ func (g *guest) latency(name string) (samples []int64, errs int, err error) {
 		if err := json.Unmarshal(out, &r); err != nil {
 			return nil, 0, fmt.Errorf("probe report: %w", err)
 		}
-		return withMissedPeriods(r.LatenessNs, int64(probePeriod)), 0, nil
+		return r.LatenessNs, 0, nil
 	}
 	var r LatencyReport
 	if err := json.Unmarshal(out, &r); err != nil {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,14 +300,5 @@ func TestReportFromWorkloads(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "results.json"))
 	if err := json.Unmarshal(b, &back); err != nil || len(back.Cells) != len(r.Cells) {
 		t.Errorf("results.json: %v, %d cells", err, len(back.Cells))
-	}
-}
-
-func TestWithMissedPeriods(t *testing.T) {
-	ms := int64(time.Millisecond)
-	got := withMissedPeriods([]int64{ms / 10, 3*ms + ms/2, ms}, ms)
-	want := []int64{ms / 10, 3*ms + ms/2, ms, 2*ms + ms/2, ms + ms/2, ms / 2}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %v, want %v", got, want)
 	}
 }
