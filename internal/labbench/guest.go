@@ -400,6 +400,7 @@ type batchRun struct {
 	sngOut, forkOut bytes.Buffer
 	yaml            string
 	workers, pct    int
+	cgroup          string // the batch cgroup's path
 }
 
 // workersFor splits a load (percent of vcpus) into stress-ng workers and
@@ -414,7 +415,7 @@ func (g *guest) startBatch(load int) (*batchRun, error) {
 	if g.cfg.StressNG == "" {
 		return nil, errors.New("Config.StressNG is empty: the host must copy stress-ng into the guest")
 	}
-	b := &batchRun{yaml: filepath.Join(os.TempDir(), "stress-ng.yaml")}
+	b := &batchRun{yaml: filepath.Join(os.TempDir(), "stress-ng.yaml"), cgroup: g.batch.path}
 	os.Remove(b.yaml)
 	b.workers, b.pct = workersFor(load, g.vcpus)
 	d := g.cfg.StressNG
@@ -498,11 +499,7 @@ func (b *batchRun) kill() {
 		}
 	}
 	// stress-ng's workers are its children: kill what is left in the cgroup.
-	killCgroup(filepath.Join(cgroupRoot, "bench-batch"))
-}
-
-func killCgroup(p string) {
-	os.WriteFile(filepath.Join(p, "cgroup.kill"), []byte("1"), 0o644)
+	os.WriteFile(filepath.Join(b.cgroup, "cgroup.kill"), []byte("1"), 0o644)
 }
 
 func waitFor(c *exec.Cmd, limit time.Duration) error {
