@@ -343,6 +343,7 @@ func steadiness(r *Results, g map[key]*group) string {
 	fmt.Fprintf(&b, "Median over all (workload, load, setup) groups of the spread between repetitions, (max − min) / median: p50 %s, p99 %s, fraction over budget %s (groups with at least 1%% over). ",
 		num(spreadOf(p50).Median), num(spreadOf(p99).Median), num(spreadOf(over).Median))
 	fmt.Fprintf(&b, "%d of %d cells had qemu starved by other host load.\n\n", starved, cells)
+	fmt.Fprintf(&b, "Under TCG on a shared host, compare setups only within this boot and by medians and fractions over budget; p99 moves with the host's load (see the host column) and needs real hardware to mean much. Batch and pipe figures are emulated instruction rates: their ratios between setups are meaningful, their absolute values are not. See bench/README.md.\n")
 	return b.String()
 }
 
