@@ -162,3 +162,6 @@ func (t *Tracer) Drops() (map[string]uint64, error) {
 	}
 	return out, nil
 }
+
+// Spec returns the tracer's collection spec, for tests that inspect it.
+func Spec() (*ebpf.CollectionSpec, error) { return loadTracer() }

@@ -23,6 +23,7 @@ type tracerCgStats struct {
 	Waiting      int64
 	MissRate     uint64
 	LastJudgedNs uint64
+	FastRate     uint64
 }
 
 type tracerPreemptKey struct {

@@ -35,6 +35,7 @@ type schedCgStats struct {
 	Waiting      int64
 	MissRate     uint64
 	LastJudgedNs uint64
+	FastRate     uint64
 }
 
 type schedSloEntry struct {

@@ -37,9 +37,11 @@ func TestOverloadPublished(t *testing.T) {
 	}
 	writeBudget("1ns")
 	e := exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+pins, "--slo.resync-interval=100ms")
-	for p := range busy {
-		w := cg.StartWorkload(t, p, "probe", 1)
-		defer w.Stop()
+	if !exportertest.Eventually(context.Background(), 10*time.Second, func() bool {
+		v, _ := e.Scrape(t).Value("scx_slo_budget_seconds", map[string]string{"cgroup": paths[3]})
+		return v > 0
+	}) {
+		t.Fatalf("SLOs never applied\n%s", e.Log())
 	}
 
 	readers := map[string]*overload.Reader{}
@@ -81,6 +83,21 @@ func TestOverloadPublished(t *testing.T) {
 		}
 		return ok, seen
 	}
+	// How fast the bit follows the kernel: start the probes under the
+	// impossible budget and poll the pinned bit every millisecond.
+	start := time.Now()
+	for p := range busy {
+		w := cg.StartWorkload(t, p, "probe", 1)
+		defer w.Stop()
+	}
+	for time.Since(start) < 5*time.Second {
+		if on, _ := readers[paths[3]].Overloaded(); on {
+			t.Logf("bit set %v after the probe started under an impossible budget", time.Since(start).Round(100*time.Microsecond))
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+
 	ctx := context.Background()
 	var seen map[string]bool
 	if !exportertest.Eventually(ctx, 10*time.Second, func() bool {

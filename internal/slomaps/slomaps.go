@@ -29,6 +29,7 @@ type Stats struct {
 	Waiting      int64
 	MissRate     uint64
 	LastJudgedNs uint64
+	FastRate     uint64
 }
 
 // Entry mirrors struct slo_entry.
