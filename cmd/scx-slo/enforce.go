@@ -60,7 +60,13 @@ func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, l
 	if err != nil {
 		level.Warn(logger).Log("msg", "reading sched_ext state", "err", err)
 	}
-	if ok, why := capab.Compatible(); !ok {
+	ok, why := capab.Compatible()
+	if !node.Hierarchy.V2 {
+		// The scheduler reads cgroup2 ids (p->cgroups->dfl_cgrp); SLOs keyed
+		// by v1 cpu-hierarchy ids would never match.
+		ok, why = false, append(why, "the scheduler needs cgroup2, but latency is charged to "+node.Hierarchy.String()+" (use --cgroup.hierarchy=v2)")
+	}
+	if !ok {
 		e.reason = "kernel incompatible: " + strings.Join(why, "; ")
 		level.Warn(logger).Log("msg", "--enforce given but this kernel cannot run the scheduler; observing only", "reasons", strings.Join(why, "; "))
 		return e, nil
