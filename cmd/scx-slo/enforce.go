@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
@@ -20,12 +21,17 @@ type enforceFlags struct {
 	partial    bool
 	keepPinned bool
 	pinDir     string
+
+	guardBaseline time.Duration
+	guardWindow   time.Duration
 }
 
 func addEnforceFlags(cmd *kingpin.CmdClause, f *enforceFlags) {
 	cmd.Flag("enforce", "Load the scx-slo sched_ext scheduler once the kernel is confirmed compatible. --enforce=false (or `scx-slo detach`) removes a pinned one.").BoolVar(&f.on)
 	cmd.Flag("enforce.partial", "Schedule only tasks whose policy is SCHED_EXT; leave the rest to the default scheduler.").BoolVar(&f.partial)
 	cmd.Flag("enforce.keep-pinned", "On exit, leave the scheduler attached (pinned in bpffs) so an upgrade does not flap it.").BoolVar(&f.keepPinned)
+	cmd.Flag("enforce.guard-baseline", "Before attaching, observe this long to measure SLO attainment without the scheduler; the guard detaches the scheduler if attainment stays worse than that. 0 disables the guard.").Default("10s").DurationVar(&f.guardBaseline)
+	cmd.Flag("enforce.guard-window", "Length of one guard window; three bad windows in a row detach the scheduler for good.").Default("1m").DurationVar(&f.guardWindow)
 	cmd.Flag("enforce.pin-dir", "bpffs directory for the scheduler's pinned link and maps.").Default(enforcer.DefaultPinDir).StringVar(&f.pinDir)
 }
 
@@ -46,15 +52,23 @@ type enforcerBackend interface {
 	Stop()
 }
 
-func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps)) (*enforcerState, error) {
-	e := &enforcerState{
-		requested:     f.on,
+func newEnforcerState(requested bool) *enforcerState {
+	return &enforcerState{
+		requested:     requested,
+		reason:        "off (observe mode)",
 		requestedDesc: prometheus.NewDesc("scx_slo_enforcer_requested", "1 if --enforce was given.", nil, nil),
 		attachedDesc:  prometheus.NewDesc("scx_slo_enforcer_attached", "1 while the scx-slo scheduler is attached.", nil, nil),
 	}
+}
+
+// start attaches the scheduler if --enforce was given and the kernel is
+// compatible; otherwise it removes a pinned one (--enforce=false is the
+// rollback). It never fails the exporter: enforcement problems leave it
+// observing, with the reason in logs, status and metrics.
+func (e *enforcerState) start(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps)) {
 	if !f.on {
-		e.reason = "off (observe mode)"
-		return e, releasePinned(f, logger)
+		releasePinned(f, logger)
+		return
 	}
 	capab, err := scxcap.Probe(node.ScxPaths)
 	if err != nil {
@@ -69,16 +83,16 @@ func startEnforcer(ctx context.Context, f *enforceFlags, node *collector.Node, l
 	if !ok {
 		e.reason = "kernel incompatible: " + strings.Join(why, "; ")
 		level.Warn(logger).Log("msg", "--enforce given but this kernel cannot run the scheduler; observing only", "reasons", strings.Join(why, "; "))
-		return e, nil
+		return
 	}
-	b, err := newEnforcerBackend(ctx, f, node, logger, onAttach)
+	guard := guardFromBaseline(ctx, f, node, logger)
+	b, err := newEnforcerBackend(ctx, f, node, logger, onAttach, guard)
 	if err != nil {
 		e.reason = "load failed: " + err.Error()
 		level.Error(logger).Log("msg", "could not start the scheduler; observing only", "err", err)
-		return e, nil
+		return
 	}
 	e.backend = b
-	return e, nil
 }
 
 func (e *enforcerState) maps() (slomaps.Maps, bool) {

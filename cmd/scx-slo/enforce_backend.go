@@ -13,10 +13,10 @@ import (
 
 // newEnforcerBackend attaches the scheduler (or re-adopts a pinned one).
 // onAttach runs after every attach so the SLO map is filled at once.
-func newEnforcerBackend(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps)) (enforcerBackend, error) {
+func newEnforcerBackend(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps), guard *enforcer.Guard) (enforcerBackend, error) {
 	e, err := enforcer.New(enforcer.Options{
 		PinDir: f.pinDir, Partial: f.partial, KeepPinned: f.keepPinned,
-		OnAttach: onAttach, Logger: log.With(logger, "component", "enforcer"),
+		OnAttach: onAttach, Guard: guard, Logger: log.With(logger, "component", "enforcer"),
 	})
 	if err != nil {
 		return nil, err
@@ -29,9 +29,8 @@ func newEnforcerBackend(ctx context.Context, f *enforceFlags, node *collector.No
 
 // releasePinned detaches a scheduler left pinned by an earlier run, so that
 // restarting with --enforce=false is the one-line rollback.
-func releasePinned(f *enforceFlags, logger log.Logger) error {
+func releasePinned(f *enforceFlags, logger log.Logger) {
 	if err := enforcer.Detach(f.pinDir); err != nil {
 		level.Warn(logger).Log("msg", "removing a pinned scheduler", "pin_dir", f.pinDir, "err", err)
 	}
-	return nil
 }

@@ -137,10 +137,7 @@ func serve(f *serveFlags) error {
 		default:
 		}
 	}
-	enf, err := startEnforcer(ctx, &f.enforce, node, logger, func(slomaps.Maps) { kickSync() })
-	if err != nil {
-		return err
-	}
+	enf := newEnforcerState(f.enforce.on)
 	node.Scheduler = enf.maps
 
 	targets := func() []slomaps.Maps {
@@ -168,6 +165,9 @@ func serve(f *serveFlags) error {
 	if err := node.Sync.Sync(); err != nil {
 		level.Warn(logger).Log("msg", "first SLO sync incomplete", "err", err)
 	}
+	// Attach only now: the tracer's SLO map is filled, so the guard can
+	// measure its observe-mode baseline first.
+	enf.start(ctx, &f.enforce, node, logger, func(slomaps.Maps) { kickSync() })
 
 	exp, err := collector.New(node)
 	if err != nil {
