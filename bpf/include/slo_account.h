@@ -107,4 +107,56 @@ static __always_inline int slo_judge(struct cg_stats *s, const struct slo_entry 
 	return -1;
 }
 
+/*
+ * The three maps userspace reads the same way from either program, plus
+ * the zeroed value new entries are copied from (a cg_stats is too big for
+ * the BPF stack). Userspace may resize cgroup_stats before loading.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, struct cg_stats);
+} cgroup_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLO_MAX_SLOTS);
+	__type(key, u64);
+	__type(value, struct slo_entry);
+} slos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SLO_MAX_SLOTS);
+	__type(key, u32);
+	__type(value, u32);
+} overload SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct cg_stats);
+} zero_stats SEC(".maps");
+
+/* cg_stats_get returns the cgroup's stats, creating them; NULL if the map
+ * is full. */
+static __always_inline struct cg_stats *cg_stats_get(u64 cgid)
+{
+	struct cg_stats *s = bpf_map_lookup_elem(&cgroup_stats, &cgid);
+	u32 zero = 0;
+	struct cg_stats *init;
+
+	if (s)
+		return s;
+	init = bpf_map_lookup_elem(&zero_stats, &zero);
+	if (!init)
+		return NULL;
+	/* NOEXIST: another CPU may have inserted it meanwhile; that's fine. */
+	bpf_map_update_elem(&cgroup_stats, &cgid, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&cgroup_stats, &cgid);
+}
+
 #endif

@@ -68,28 +68,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);	/* resized by the loader */
-	__type(key, u64);
-	__type(value, struct cg_stats);
-} cgroup_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SLO_MAX_SLOTS);
-	__type(key, u64);
-	__type(value, struct slo_entry);
-} slos SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, SLO_MAX_SLOTS);
-	__type(key, u32);
-	__type(value, u32);
-} overload SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct preempt_key);
 	__type(value, u64);
@@ -101,14 +79,6 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } drops SEC(".maps");
-
-/* A zeroed cg_stats to insert from: the struct is too big for the stack. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct cg_stats);
-} zero_stats SEC(".maps");
 
 static __always_inline void drop(u32 reason)
 {
@@ -127,18 +97,8 @@ static __always_inline u64 task_cgid(struct task_struct *p)
 
 static __always_inline struct cg_stats *stats_of(u64 cgid)
 {
-	struct cg_stats *s = bpf_map_lookup_elem(&cgroup_stats, &cgid);
-	u32 zero = 0;
-	struct cg_stats *init;
+	struct cg_stats *s = cg_stats_get(cgid);
 
-	if (s)
-		return s;
-	init = bpf_map_lookup_elem(&zero_stats, &zero);
-	if (!init)
-		return NULL;
-	/* NOEXIST: another CPU may have inserted it meanwhile; that's fine. */
-	bpf_map_update_elem(&cgroup_stats, &cgid, init, BPF_NOEXIST);
-	s = bpf_map_lookup_elem(&cgroup_stats, &cgid);
 	if (!s)
 		drop(DROP_MAP_FULL);
 	return s;

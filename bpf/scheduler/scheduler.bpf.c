@@ -190,35 +190,6 @@ struct cg_ctx {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, u64);
-	__type(value, struct cg_stats);
-} cgroup_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SLO_MAX_SLOTS);
-	__type(key, u64);
-	__type(value, struct slo_entry);
-} slos SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, SLO_MAX_SLOTS);
-	__type(key, u32);
-	__type(value, u32);
-} overload SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct cg_stats);
-} zero_stats SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
@@ -307,20 +278,6 @@ static __always_inline struct cg_ctx *cgctx_of(u64 cgid)
 	return c;
 }
 
-static __always_inline struct cg_stats *stats_of(u64 cgid)
-{
-	struct cg_stats *s = bpf_map_lookup_elem(&cgroup_stats, &cgid);
-	u32 zero = 0;
-	struct cg_stats *init;
-
-	if (s)
-		return s;
-	init = bpf_map_lookup_elem(&zero_stats, &zero);
-	if (!init)
-		return NULL;
-	bpf_map_update_elem(&cgroup_stats, &cgid, init, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&cgroup_stats, &cgid);
-}
 
 static __always_inline u64 min64(u64 a, u64 b) { return a < b ? a : b; }
 static __always_inline u64 max64(u64 a, u64 b) { return a > b ? a : b; }
@@ -453,7 +410,7 @@ static __always_inline void start_wait(struct task_struct *p, struct task_ctx *t
 		return;
 	t->wait_since = now;
 	t->wait_cgid = task_cgid(p);
-	s = stats_of(t->wait_cgid);
+	s = cg_stats_get(t->wait_cgid);
 	if (s)
 		__sync_fetch_and_add(&s->waiting, 1);
 }
@@ -475,7 +432,7 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
 		__sync_fetch_and_add(&from->waiting, -1);
 
 	cgid = task_cgid(p);
-	s = stats_of(cgid);
+	s = cg_stats_get(cgid);
 	if (!s)
 		return;
 	hist_record(s, lat);
