@@ -2,15 +2,11 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,49 +18,16 @@ import (
 	"github.com/scx-slo/scx-slo/internal/lab/labtest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // shedBinary builds ./cmd/scx-slo-shed once per test process.
 func shedBinary(t testing.TB) string {
 	t.Helper()
 	if labtest.InGuest() {
 		return guestShed // placed there by the host; no Go toolchain here
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scx-slo-shed-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "scx-slo-shed")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/scx-slo-shed")
-		cmd.Dir = exportertest.RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return exportertest.BuildPackage(t, "./cmd/scx-slo-shed")
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+type lockedBuffer = exportertest.SyncBuffer
 
 // shedProc is a running scx-slo-shed.
 type shedProc struct {

@@ -35,10 +35,15 @@ func RequireRoot(t testing.TB) {
 }
 
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	buildMu sync.Mutex
+	builds  = map[string]*build{}
 )
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 // RepoRoot returns the repository root (the directory holding go.mod).
 func RepoRoot() string {
@@ -47,26 +52,37 @@ func RepoRoot() string {
 }
 
 // Binary builds ./cmd/scx-slo once per test process, statically.
-func Binary(t testing.TB) string {
+func Binary(t testing.TB) string { return BuildPackage(t, "./cmd/scx-slo") }
+
+// BuildPackage builds the main package pkg (relative to the repository
+// root) once per test process, statically, and returns the binary's path.
+func BuildPackage(t testing.TB, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	buildMu.Lock()
+	b := builds[pkg]
+	if b == nil {
+		b = &build{}
+		builds[pkg] = b
+	}
+	buildMu.Unlock()
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "scx-slo-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "scx-slo")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/scx-slo")
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
 		cmd.Dir = RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // Exporter is a running scx-slo.
@@ -74,7 +90,7 @@ type Exporter struct {
 	Addr string
 	URL  string // base URL, http or https
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *SyncBuffer
 	done chan error
 	// Client is used for scrapes; tests with TLS/auth replace it.
 	Client *http.Client
@@ -104,7 +120,7 @@ func Start(t testing.TB, args ...string) *Exporter {
 func StartNoWait(t testing.TB, args ...string) *Exporter {
 	t.Helper()
 	addr := FreeAddr(t)
-	e := &Exporter{Addr: addr, URL: "http://" + addr, log: &syncBuffer{}, done: make(chan error, 1), Client: &http.Client{Timeout: 10 * time.Second}}
+	e := &Exporter{Addr: addr, URL: "http://" + addr, log: &SyncBuffer{}, done: make(chan error, 1), Client: &http.Client{Timeout: 10 * time.Second}}
 	e.cmd = exec.Command(Binary(t), append([]string{"--web.listen-address=" + addr}, args...)...)
 	e.cmd.Stdout = e.log
 	e.cmd.Stderr = e.log
@@ -287,18 +303,20 @@ func Eventually(ctx context.Context, d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a process's stdout and stderr
+// and a reading test at once.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.Clone(s.b.String())
