@@ -41,9 +41,10 @@ func (s *statusSource) stats() map[uint64]*slomaps.Stats {
 	return st
 }
 
-// sample snapshots the stats every 5 s so the status shows recent figures.
+// sample snapshots the stats every 10 s so the status shows recent
+// figures (over 30-40 s; each snapshot holds every cgroup's histogram).
 func (s *statusSource) sample(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {
 		if st := s.stats(); st != nil {
