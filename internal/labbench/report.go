@@ -317,13 +317,15 @@ func goals(r *Results, g map[key]*group, ps map[string]Spread) string {
 }
 
 // steadiness compares how much each figure moved between repetitions:
-// the median over groups of (max-min)/median.
+// the median over groups of (max-min)/median, over the same groups for
+// every figure: those at least 5% over budget (below that a fraction over
+// budget is a handful of samples and its relative spread says nothing).
 func steadiness(r *Results, g map[key]*group) string {
 	if r.Config.Reps < 2 {
 		return ""
 	}
-	var p50, p99, over []float64
-	starved, cells := 0, 0
+	var p50, p90, p99, over []float64
+	starved, cells, groups := 0, 0, 0
 	rel := func(s Spread) float64 {
 		if s.N < 2 || s.Median == 0 {
 			return math.NaN()
@@ -331,17 +333,18 @@ func steadiness(r *Results, g map[key]*group) string {
 		return (s.Max - s.Min) / s.Median
 	}
 	for _, x := range g {
-		p50, p99 = append(p50, rel(x.P50)), append(p99, rel(x.P99))
-		if x.Over.Median >= 0.01 { // relative spread of a near-zero fraction says nothing
-			over = append(over, rel(x.Over))
-		}
 		starved += x.Starved
 		cells += x.N
+		if !(x.Over.Median >= 0.05) {
+			continue
+		}
+		groups++
+		p50, p90, p99, over = append(p50, rel(x.P50)), append(p90, rel(x.P90)), append(p99, rel(x.P99)), append(over, rel(x.Over))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## How steady the figures were\n\n")
-	fmt.Fprintf(&b, "Median over all (workload, load, setup) groups of the spread between repetitions, (max − min) / median: p50 %s, p99 %s, fraction over budget %s (groups with at least 1%% over). ",
-		num(spreadOf(p50).Median), num(spreadOf(p99).Median), num(spreadOf(over).Median))
+	fmt.Fprintf(&b, "Spread between repetitions, (max − min) / median, median over the %d (workload, load, setup) groups with at least 5%% over budget: p50 %s, p90 %s, p99 %s, fraction over budget %s. ",
+		groups, num(spreadOf(p50).Median), num(spreadOf(p90).Median), num(spreadOf(p99).Median), num(spreadOf(over).Median))
 	fmt.Fprintf(&b, "%d of %d cells had qemu starved by other host load.\n\n", starved, cells)
 	fmt.Fprintf(&b, "Under TCG on a shared host, compare setups only within this boot and by medians and fractions over budget; p99 moves with the host's load (see the host column) and needs real hardware to mean much. Batch and pipe figures are emulated instruction rates: their ratios between setups are meaningful, their absolute values are not. See bench/README.md.\n")
 	return b.String()
