@@ -3,6 +3,7 @@ package labbench
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/scx-slo/scx-slo/internal/workload"
 	"image/png"
 	"os"
 	"os/exec"
@@ -14,7 +15,7 @@ import (
 
 // TestMain lets the workload tests re-run this binary as a workload.
 func TestMain(m *testing.M) {
-	Main()
+	workload.Main()
 	os.Exit(m.Run())
 }
 

@@ -3,7 +3,6 @@ package labbench
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -19,11 +17,8 @@ import (
 
 	"github.com/scx-slo/scx-slo/internal/loadgen"
 	"github.com/scx-slo/scx-slo/internal/pingpong"
+	"github.com/scx-slo/scx-slo/internal/workload"
 )
-
-// env names the workload a re-executed bench binary should run. It is
-// separate from internal/workload's variable so both can share a TestMain.
-const env = "SCX_SLO_LABBENCH_WORKLOAD"
 
 // LatencyReport is what the latency workloads print: one sample per
 // wakeup or request, in nanoseconds.
@@ -43,89 +38,33 @@ type PipeReport struct {
 	RoundTripNs int64 `json:"round_trip_ns"`
 }
 
-// Main runs the workload named in the environment and exits; without it,
-// it returns (the test binary's normal path). Call it from TestMain.
-func Main() {
-	name := os.Getenv(env)
-	if name == "" {
-		return
-	}
-	var out any
-	var err error
-	switch name {
-	case "http":
-		out, err = runHTTP()
-	case "msg":
-		out, err = runMsg()
-	case "forkexec":
-		out, err = runForkExec()
-	case "pipe":
-		out, err = runPipe()
-	default:
-		err = fmt.Errorf("%s=%q: want http, msg, forkexec or pipe", env, name)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "labbench workload:", err)
-		os.Exit(2)
-	}
-	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
-		os.Exit(2)
-	}
-	os.Exit(0)
+// The guest re-runs its test binary as these workloads; the 1 ms probe
+// is internal/workload's own.
+func init() {
+	workload.Register("http", func() (any, error) { return runHTTP() })
+	workload.Register("msg", func() (any, error) { return runMsg() })
+	workload.Register("forkexec", func() (any, error) { return runForkExec() })
+	workload.Register("pipe", func() (any, error) { return runPipe() })
 }
 
-// command re-runs this binary as the named workload inside the cgroup
-// open at cgroupFD (negative: this process's own), with procs Go Ps;
-// parameters travel in the environment.
-func command(name string, cgroupFD, procs int, params map[string]string) (*exec.Cmd, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), env+"="+name, "GOMAXPROCS="+strconv.Itoa(procs))
-	for k, v := range params {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	if cgroupFD >= 0 { // negative: stay in our own cgroup
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
-	}
-	cmd.Stderr = os.Stderr
-	return cmd, nil
-}
-
-func durationParam(name string) (time.Duration, error) {
-	v := os.Getenv(name)
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s=%q: want a positive duration like 1ms", name, v)
-	}
-	return d, nil
-}
-
-func intParam(name string) (int, error) {
-	v := os.Getenv(name)
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
-	}
-	return n, nil
-}
+// command re-runs this binary as the named workload (see
+// workload.CommandWith).
+var command = workload.CommandWith
 
 // runHTTP serves on loopback and drives itself with the open-loop
 // generator (HTTP_RATE requests/s for RUN_FOR, HTTP_WORK of CPU per
 // request). Latency runs from each request's scheduled send time, so a
 // stalled server or client counts as latency, not as fewer requests.
 func runHTTP() (*LatencyReport, error) {
-	total, err := durationParam("RUN_FOR")
+	total, err := workload.DurationParam("RUN_FOR")
 	if err != nil {
 		return nil, err
 	}
-	work, err := durationParam("HTTP_WORK")
+	work, err := workload.DurationParam("HTTP_WORK")
 	if err != nil {
 		return nil, err
 	}
-	rate, err := intParam("HTTP_RATE")
+	rate, err := workload.IntParam("HTTP_RATE")
 	if err != nil {
 		return nil, err
 	}
@@ -169,19 +108,19 @@ func runHTTP() (*LatencyReport, error) {
 // through pipes; each worker records how long after the post it ran,
 // spins MSG_WORK and answers; the message thread waits for every answer.
 func runMsg() (*LatencyReport, error) {
-	total, err := durationParam("RUN_FOR")
+	total, err := workload.DurationParam("RUN_FOR")
 	if err != nil {
 		return nil, err
 	}
-	period, err := durationParam("MSG_PERIOD")
+	period, err := workload.DurationParam("MSG_PERIOD")
 	if err != nil {
 		return nil, err
 	}
-	work, err := durationParam("MSG_WORK")
+	work, err := workload.DurationParam("MSG_WORK")
 	if err != nil {
 		return nil, err
 	}
-	workers, err := intParam("MSG_WORKERS")
+	workers, err := workload.IntParam("MSG_WORKERS")
 	if err != nil {
 		return nil, err
 	}
@@ -260,11 +199,11 @@ func runMsg() (*LatencyReport, error) {
 // FORKEXEC_RATE per second, until SIGTERM or RUN_FOR. Its throughput
 // (spawns per second) drops when the batch cgroup is starved.
 func runForkExec() (*SpawnReport, error) {
-	total, err := durationParam("RUN_FOR")
+	total, err := workload.DurationParam("RUN_FOR")
 	if err != nil {
 		return nil, err
 	}
-	rate, err := intParam("FORKEXEC_RATE")
+	rate, err := workload.IntParam("FORKEXEC_RATE")
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +244,7 @@ func runForkExec() (*SpawnReport, error) {
 
 // runPipe is one ping-pong measurement of PIPE_ROUNDS round trips.
 func runPipe() (*PipeReport, error) {
-	n, err := intParam("PIPE_ROUNDS")
+	n, err := workload.IntParam("PIPE_ROUNDS")
 	if err != nil {
 		return nil, err
 	}

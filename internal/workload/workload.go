@@ -35,6 +35,19 @@ type HogReport struct {
 	TID      int    `json:"tid"`
 }
 
+// registered holds workloads other packages add with Register.
+var registered = map[string]func() (any, error){}
+
+// Register adds a workload Main can run, under name; it reads its
+// parameters from the environment and returns its JSON report. Call it
+// from an init function.
+func Register(name string, run func() (any, error)) {
+	if name == "probe" || name == "hog" || registered[name] != nil {
+		panic("workload: " + name + " registered twice")
+	}
+	registered[name] = run
+}
+
 // Main runs the workload named in the environment and exits; without it,
 // it returns and the caller goes on (the test binary's normal path).
 func Main() {
@@ -50,7 +63,12 @@ func Main() {
 	case "hog":
 		out, err = runHog()
 	default:
-		err = fmt.Errorf("%s=%q: want probe or hog", env, name)
+		run, ok := registered[name]
+		if !ok {
+			err = fmt.Errorf("%s=%q: no such workload", env, name)
+			break
+		}
+		out, err = run()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "workload:", err)
@@ -63,25 +81,34 @@ func Main() {
 }
 
 // Command returns a command that re-runs this binary as the named
-// workload inside the cgroup open at cgroupFD. Parameters travel as
-// environment variables (see Probe and Hog).
+// workload inside the cgroup open at cgroupFD, with one Go P (fewer
+// runtime threads competing with the workload itself). Parameters travel
+// as environment variables (see Probe and Hog).
 func Command(name string, cgroupFD int, params map[string]string) (*exec.Cmd, error) {
+	return CommandWith(name, cgroupFD, 1, params)
+}
+
+// CommandWith is Command with procs Go Ps; a negative cgroupFD leaves the
+// workload in this process's cgroup.
+func CommandWith(name string, cgroupFD, procs int, params map[string]string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	// One P: fewer runtime threads competing with the workload itself.
-	cmd.Env = append(os.Environ(), env+"="+name, "GOMAXPROCS=1")
+	cmd.Env = append(os.Environ(), env+"="+name, "GOMAXPROCS="+strconv.Itoa(procs))
 	for k, v := range params {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	if cgroupFD >= 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	}
 	cmd.Stderr = os.Stderr
 	return cmd, nil
 }
 
-func durationParam(name string) (time.Duration, error) {
+// DurationParam reads a positive duration parameter from the environment.
+func DurationParam(name string) (time.Duration, error) {
 	v := os.Getenv(name)
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
@@ -90,18 +117,28 @@ func durationParam(name string) (time.Duration, error) {
 	return d, nil
 }
 
+// IntParam reads a positive integer parameter from the environment.
+func IntParam(name string) (int, error) {
+	v := os.Getenv(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
+	}
+	return n, nil
+}
+
 // Probe parameters: PROBE_PERIOD (wake every), PROBE_WORK (spin after
 // each wakeup), RUN_FOR (total).
 func runProbe() (*ProbeReport, error) {
-	period, err := durationParam("PROBE_PERIOD")
+	period, err := DurationParam("PROBE_PERIOD")
 	if err != nil {
 		return nil, err
 	}
-	work, err := durationParam("PROBE_WORK")
+	work, err := DurationParam("PROBE_WORK")
 	if err != nil {
 		return nil, err
 	}
-	total, err := durationParam("RUN_FOR")
+	total, err := DurationParam("RUN_FOR")
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +175,7 @@ func monotonic() int64 {
 
 // Hog parameters: RUN_FOR, and NICE (optional, -20..19).
 func runHog() (*HogReport, error) {
-	total, err := durationParam("RUN_FOR")
+	total, err := DurationParam("RUN_FOR")
 	if err != nil {
 		return nil, err
 	}
