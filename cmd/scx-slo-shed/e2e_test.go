@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,20 +197,8 @@ func TestShedEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs the exporter and load")
 	}
-	exportertest.RequireRoot(t)
-	if !isBPFFS("/sys/fs/bpf") {
-		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
-	}
-	cg := exportertest.NewCgroups(t, "auto")
-	app := cg.Make(t, "app")
-	// Half a CPU: 2 ms a request makes about 250 requests/s at most.
-	setQuota(t, cg, app, 50*time.Millisecond)
-	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-shed-e2e-%d", time.Now().UnixNano())
-	t.Cleanup(func() { os.RemoveAll(pins) })
-	cfg := filepath.Join(t.TempDir(), "slo.yaml")
-	writeAtomic(t, cfg, "slos:\n  - cgroup: "+app+"\n    latencyBudget: 1ns\n    target: 0.9\n")
-	e := exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+pins, "--slo.resync-interval=100ms")
-	upstream := startBackend(t, cg, app)
+	lab := newShedLab(t, "1ns", "0.9")
+	cg, app, pins, e, upstream := lab.cg, lab.app, lab.pins, lab.e, lab.upstream
 	// Wakeups between runs keep the bit set (the exporter clears idle
 	// cgroups).
 	cg.StartWorkload(t, app, "probe", 1)
@@ -317,4 +306,34 @@ func TestShedEndToEnd(t *testing.T) {
 	if !contains(shedding.log.String(), "fail open") {
 		t.Errorf("no fail-open log line:\n%s", shedding.log.String())
 	}
+}
+
+// shedLab is the host setup both end-to-end tests share: a backend under
+// half a CPU of quota in an SLO cgroup, and the real exporter publishing
+// that cgroup's overload bit in bpffs.
+type shedLab struct {
+	cg       *exportertest.Cgroups
+	app      string
+	pins     string
+	e        *exportertest.Exporter
+	upstream string
+}
+
+func newShedLab(t *testing.T, budget, target string) *shedLab {
+	t.Helper()
+	exportertest.RequireRoot(t)
+	if !isBPFFS("/sys/fs/bpf") {
+		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
+	}
+	l := &shedLab{cg: exportertest.NewCgroups(t, "auto")}
+	l.app = l.cg.Make(t, "app")
+	// Half a CPU: 2 ms a request makes about 250 requests/s at most.
+	setQuota(t, l.cg, l.app, 50*time.Millisecond)
+	l.pins = fmt.Sprintf("/sys/fs/bpf/scx-slo-shed-%s-%d", strings.ToLower(t.Name()), time.Now().UnixNano())
+	t.Cleanup(func() { os.RemoveAll(l.pins) })
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	writeAtomic(t, cfg, "slos:\n  - cgroup: "+l.app+"\n    latencyBudget: "+budget+"\n    target: "+target+"\n")
+	l.e = exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+l.pins, "--slo.resync-interval=100ms")
+	l.upstream = startBackend(t, l.cg, l.app)
+	return l
 }

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
 	"github.com/scx-slo/scx-slo/internal/loadgen"
 )
 
@@ -23,19 +19,8 @@ func TestShedFeedbackLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs the exporter and load")
 	}
-	exportertest.RequireRoot(t)
-	if !isBPFFS("/sys/fs/bpf") {
-		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
-	}
-	cg := exportertest.NewCgroups(t, "auto")
-	app := cg.Make(t, "app")
-	setQuota(t, cg, app, 50*time.Millisecond)
-	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-shed-loop-%d", time.Now().UnixNano())
-	t.Cleanup(func() { os.RemoveAll(pins) })
-	cfg := filepath.Join(t.TempDir(), "slo.yaml")
-	writeAtomic(t, cfg, "slos:\n  - cgroup: "+app+"\n    latencyBudget: 5ms\n    target: 0.99\n")
-	e := exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+pins, "--slo.resync-interval=100ms")
-	upstream := startBackend(t, cg, app)
+	lab := newShedLab(t, "5ms", "0.99")
+	app, pins, e, upstream := lab.app, lab.pins, lab.e, lab.upstream
 	common := []string{"--upstream=" + upstream, "--cgroup=" + app, "--state.pin-dir=" + pins, "--state.url=" + e.URL}
 	load := func(p *shedProc, rate float64, count int) runStats {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
