@@ -53,7 +53,8 @@ func scxOnly(t *testing.T) map[string]bool {
 }
 
 // startExporter runs the real exporter with an SLO on a real cgroup that
-// a shell loop keeps waking up, and waits until that cgroup has deadlines.
+// a shell loop keeps waking up beside CPU hogs, and waits until that
+// cgroup has deadlines and has preempted a hog.
 func startExporter(t *testing.T, args ...string) (e *exportertest.Exporter, f exportertest.Families, sloCgroup string) {
 	if testing.Short() {
 		t.Skip("starts the real exporter (root, BPF); skipped with -short")
@@ -66,26 +67,37 @@ func startExporter(t *testing.T, args ...string) (e *exportertest.Exporter, f ex
 		t.Fatal(err)
 	}
 	e = exportertest.Start(t, append([]string{"--slo.config-file=" + cfg}, args...)...)
-	loop := exec.Command("sh", "-c", "while :; do sleep 0.01; done")
-	loop.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := loop.Start(); err != nil {
-		t.Fatal(err)
+	// A loop that keeps waking in the SLO cgroup, and CPU hogs beside it
+	// for its wakeups to preempt (the preemption panels need that).
+	batch := cg.Make(t, "batch")
+	start := func(cgroup, script string) {
+		p := exec.Command("sh", "-c", script)
+		p.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			_ = p.Wait()
+		})
+		if err := cg.Move(cgroup, p.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-loop.Process.Pid, syscall.SIGKILL)
-		_ = loop.Wait()
-	})
-	if err := cg.Move(web, loop.Process.Pid); err != nil {
-		t.Fatal(err)
+	start(web, "while :; do sleep 0.01; done")
+	for i := 0; i < 2; i++ {
+		start(batch, "while :; do :; done")
 	}
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 80; i++ {
 		f = e.Scrape(t)
-		if v, ok := f.Value("scx_slo_deadlines_total", map[string]string{"cgroup": web}); ok && v > 0 {
+		d, _ := f.Value("scx_slo_deadlines_total", map[string]string{"cgroup": web})
+		p, _ := f.Value("scx_slo_runqueue_preemptions_total", map[string]string{"by_cgroup": web})
+		if d > 0 && p > 0 {
 			return e, f, web
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("no deadlines for %s after 10s\n%s", web, e.Log())
+	t.Fatalf("no deadlines for %s, or no preemption by it, after 20s\n%s", web, e.Log())
 	return nil, nil, ""
 }
 
