@@ -54,7 +54,7 @@ func scxOnly(t *testing.T) map[string]bool {
 
 // startExporter runs the real exporter with an SLO on a real cgroup that
 // a shell loop keeps waking up beside CPU hogs, and waits until that
-// cgroup has deadlines and has preempted a hog.
+// cgroup has deadlines and has preempted a hog and been preempted by one.
 func startExporter(t *testing.T, args ...string) (e *exportertest.Exporter, f exportertest.Families, sloCgroup string) {
 	if testing.Short() {
 		t.Skip("starts the real exporter (root, BPF); skipped with -short")
@@ -84,20 +84,22 @@ func startExporter(t *testing.T, args ...string) (e *exportertest.Exporter, f ex
 			t.Fatal(err)
 		}
 	}
-	start(web, "while :; do sleep 0.01; done")
+	// The loop spins a little between sleeps so hogs preempt it too.
+	start(web, "while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.01; done")
 	for i := 0; i < 2; i++ {
 		start(batch, "while :; do :; done")
 	}
 	for i := 0; i < 80; i++ {
 		f = e.Scrape(t)
 		d, _ := f.Value("scx_slo_deadlines_total", map[string]string{"cgroup": web})
-		p, _ := f.Value("scx_slo_runqueue_preemptions_total", map[string]string{"by_cgroup": web})
-		if d > 0 && p > 0 {
+		by, _ := f.Value("scx_slo_runqueue_preemptions_total", map[string]string{"by_cgroup": web})
+		of, _ := f.Value("scx_slo_runqueue_preemptions_total", map[string]string{"cgroup": web})
+		if d > 0 && by > 0 && of > 0 {
 			return e, f, web
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("no deadlines for %s, or no preemption by it, after 20s\n%s", web, e.Log())
+	t.Fatalf("no deadlines for %s, or no preemption by or of it, after 20s\n%s", web, e.Log())
 	return nil, nil, ""
 }
 
