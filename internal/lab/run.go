@@ -307,10 +307,10 @@ type consoleWriter struct {
 	prefix string
 	start  time.Time
 
-	mu      sync.Mutex
-	partial []byte
-	tail    []string
-	boot    time.Duration
+	mu    sync.Mutex
+	lines LineBuffer
+	tail  []string
+	boot  time.Duration
 }
 
 const consoleTailLines = 40
@@ -318,15 +318,7 @@ const consoleTailLines = 40
 func (c *consoleWriter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.partial = append(c.partial, p...)
-	for {
-		i := strings.IndexByte(string(c.partial), '\n')
-		if i < 0 {
-			break
-		}
-		c.line(string(c.partial[:i]))
-		c.partial = c.partial[i+1:]
-	}
+	c.lines.Feed(p, c.line)
 	return len(p), nil
 }
 
@@ -334,9 +326,8 @@ func (c *consoleWriter) Write(p []byte) (int, error) {
 func (c *consoleWriter) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.partial) > 0 {
-		c.line(string(c.partial))
-		c.partial = nil
+	if l, ok := c.lines.Rest(); ok {
+		c.line(l)
 	}
 }
 

@@ -200,7 +200,7 @@ type hostSampler struct {
 	hostCPUs int
 
 	mu      sync.Mutex
-	partial []byte
+	lines   lab.LineBuffer
 	echo    Results // the guest's console echo of its results
 	qemuPID int
 	open    map[int]snapshot
@@ -215,15 +215,7 @@ type snapshot struct {
 func (h *hostSampler) Write(p []byte) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.partial = append(h.partial, p...)
-	for {
-		i := strings.IndexByte(string(h.partial), '\n')
-		if i < 0 {
-			break
-		}
-		h.line(string(h.partial[:i]))
-		h.partial = h.partial[i+1:]
-	}
+	h.lines.Feed(p, h.line)
 	if h.out != nil {
 		return h.out.Write(p)
 	}
@@ -233,8 +225,8 @@ func (h *hostSampler) Write(p []byte) (int, error) {
 func (h *hostSampler) flush() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.line(string(h.partial))
-	h.partial = nil
+	l, _ := h.lines.Rest()
+	h.line(l)
 }
 
 func (h *hostSampler) line(l string) {
