@@ -329,6 +329,10 @@ func TestWatcherPollSeesUnwatchedChange(t *testing.T) {
 	// Once this change has arrived, Run has set up its watches.
 	write(t, filepath.Join(d3, "a.yaml"), sloFile("3ms"))
 	next(t, sub, 3*time.Millisecond)
+	// Run's start-up read may have found 3ms before the write's inotify
+	// events were handled; let their debounced reload pass, or it would
+	// find the next change first and the poll would have nothing to do.
+	time.Sleep(20*time.Millisecond + 500*time.Millisecond)
 	tmp := filepath.Join(d2, "tmp")
 	must(t, os.Symlink(filepath.Join(d3, "b.yaml"), tmp))
 	must(t, os.Rename(tmp, filepath.Join(d2, "link.yaml")))
