@@ -130,7 +130,9 @@ func TestSmoke(t *testing.T) {
 
 // BenchmarkLab is the full matrix (make bench). One boot; results land
 // in bench/results/<UTC date>/ (SCX_SLO_BENCH_OUT overrides), with
-// SCX_SLO_BENCH_REPS and SCX_SLO_BENCH_CELL to change its size.
+// SCX_SLO_BENCH_REPS and SCX_SLO_BENCH_CELL to change its size and
+// SCX_SLO_BENCH_WORKLOADS, _LOADS and _SCHEDULERS (comma-separated) to
+// run part of the matrix.
 func BenchmarkLab(b *testing.B) {
 	k, bin := prepare(b)
 	cfg := labbench.Full()
@@ -147,6 +149,27 @@ func BenchmarkLab(b *testing.B) {
 			b.Fatalf("SCX_SLO_BENCH_CELL=%q: want a duration like 3s", v)
 		}
 		cfg.Cell = d
+	}
+	for _, v := range []struct {
+		env  string
+		into *[]string
+	}{{"SCX_SLO_BENCH_WORKLOADS", &cfg.Workloads}, {"SCX_SLO_BENCH_SCHEDULERS", &cfg.Schedulers}} {
+		if s := os.Getenv(v.env); s != "" {
+			*v.into = strings.Split(s, ",")
+		}
+	}
+	if s := os.Getenv("SCX_SLO_BENCH_LOADS"); s != "" {
+		cfg.Loads = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatalf("SCX_SLO_BENCH_LOADS=%q: %q is not a whole percentage", s, f)
+			}
+			cfg.Loads = append(cfg.Loads, n)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
 	}
 	out := os.Getenv("SCX_SLO_BENCH_OUT")
 	if out == "" {

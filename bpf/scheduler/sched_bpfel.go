@@ -106,6 +106,7 @@ const (
 	schedVarSloSliceMinNs          = "slo_slice_min_ns"
 	schedVarStatNr                 = "stat_nr"
 	schedVarTestErrorKnob          = "test_error_knob"
+	schedVarTimerArmed             = "timer_armed"
 )
 
 // loadSched returns the embedded CollectionSpec for sched.
@@ -205,6 +206,7 @@ type schedVariableSpecs struct {
 	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
 	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
+	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
 }
 
 // schedObjects contains all objects after they have been loaded into the kernel.
@@ -275,6 +277,7 @@ type schedVariables struct {
 	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
 	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
+	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
 }
 
 // schedPrograms contains all programs after they have been loaded into the kernel.

@@ -45,10 +45,16 @@
  * every 4 ms. So when an SLO task wakes and no CPU is idle, we find the
  * CPU whose running task has the latest deadline (best-effort counts as
  * infinitely late; ties go to the waking CPU, which needs no IPI). If that
- * deadline is later than the new one, the task takes the CPU: if nothing
- * queued in SLO_DSQ is due sooner it goes straight into that CPU's local
- * DSQ with SCX_ENQ_PREEMPT (cuts the running slice, no dispatch round
- * trip), otherwise it queues and the CPU is kicked with SCX_KICK_PREEMPT.
+ * deadline is later than the new one, the task takes the CPU. When the
+ * victim is the waking CPU and nothing queued in SLO_DSQ is due sooner,
+ * the task goes straight into its local DSQ with SCX_ENQ_PREEMPT (cuts
+ * the running slice, no dispatch round trip). A remote victim is not
+ * handed the task: the task queues in SLO_DSQ and the victim is kicked
+ * with SCX_KICK_PREEMPT, so whichever CPU gets to dispatch first takes
+ * it (often the waking CPU, once its waker blocks, before the IPI even
+ * lands). Either way the victim is claimed at once (its cpu_keys slot
+ * takes the new deadline), so the next wakeup of a burst looks elsewhere
+ * instead of piling onto the same CPU.
  * SLO tasks run with slice = their budget (clamped to [250 us, 5 ms]): one
  * that runs that long without blocking goes back to the queue with a
  * fresh (later) deadline. Best-effort slices are 5 ms.
@@ -61,7 +67,12 @@
  * deadline = 103 ms. No CPU is idle, both hogs count as infinitely late,
  * the tie goes to CPU 1, and SLO_DSQ is empty: the task goes to CPU 1's
  * local DSQ with SCX_ENQ_PREEMPT and runs as soon as the interrupt
- * returns, instead of up to 4 ms later at the next tick. Had another /web
+ * returns, instead of up to 4 ms later at the next tick. If a /web
+ * thread on CPU 1 then wakes two workers (deadlines 103.2 and 103.3 ms)
+ * while the hog runs on CPU 0: the first claims CPU 0 (its slot now reads
+ * 103.2), queues and kicks it; the second finds no CPU running anything
+ * later than 103.3, so it just queues, and CPU 1 takes it when the waker
+ * blocks. Had another /web
  * task been queued with deadline 102 ms, ours would queue behind it and
  * CPU 1 would be kicked; its dispatch compares 102 ms with best-effort's
  * deadline (be_since 97 ms + 40 ms = 137 ms) and takes /web's head. Had
@@ -81,8 +92,9 @@
  * the cgroup's period at every tick and when a task stops; once it
  * reaches the quota the running task's slice is cut (so the cap holds to
  * about a tick per CPU) and the cgroup's tasks park in THROTTLED_DSQ until
- * the period ends, when a 2 ms timer kicks idle CPUs whose dispatch moves
- * them back. SCX_OPS_ENQ_LAST makes the kernel ask us even about a CPU's
+ * the period ends, when a 2 ms timer (armed only while tasks are parked)
+ * kicks idle CPUs whose dispatch moves them back. SCX_OPS_ENQ_LAST makes
+ * the kernel ask us even about a CPU's
  * last runnable task, which could otherwise run on past its quota.
  *
  * Starvation
@@ -146,6 +158,7 @@ u64 be_vnow;		/* virtual time of BE_DSQ's head when last dispatched */
 u64 be_since;		/* best-effort work last started (or became queued) */
 u64 next_unthrottle;	/* earliest end of a throttled cgroup's period */
 u64 last_rescue;	/* last scan of BE_DSQ for starved tasks */
+u64 timer_armed;	/* the unthrottle timer is pending */
 
 enum stat_idx {
 	STAT_ENQ_SLO,		/* SLO task queued */
@@ -160,6 +173,7 @@ enum stat_idx {
 	STAT_UNTHROTTLE,	/* parked task moved back after its period ended */
 	STAT_NO_CTX,		/* task or cgroup context missing (allocation failed) */
 	STAT_RESCUE,		/* best-effort task run out of vtime order: waited be_starve */
+	STAT_PREEMPT_LOCAL,	/* of STAT_KICK_PREEMPT: the victim was the waking CPU (no IPI) */
 	STAT_NR,
 };
 
@@ -235,6 +249,19 @@ static __always_inline void stat_inc(u32 idx)
 
 	if (c)
 		(*c)++;
+}
+
+/* Start the unthrottle timer unless it is pending (see unthrottle_timer_fn). */
+static __always_inline void arm_unthrottle_timer(void)
+{
+	u32 zero = 0;
+	struct unthrottle_timer *ut;
+
+	if (__sync_lock_test_and_set(&timer_armed, 1))
+		return;
+	ut = bpf_map_lookup_elem(&timers, &zero);
+	if (ut)
+		bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
 }
 
 static __always_inline struct task_struct___scx *scx(struct task_struct *p)
@@ -401,6 +428,22 @@ static __always_inline s32 preempt_victim(u64 deadline)
 	return v.cpu;
 }
 
+/*
+ * The victim will run a task due at `deadline` as soon as it switches;
+ * say so now, or every wakeup of a burst (a thread waking its workers)
+ * would pick the same victim until it gets round to switching, and pile
+ * onto one CPU while another could take some. ops.running overwrites it
+ * with what the CPU really runs.
+ */
+static __always_inline void claim_cpu(s32 cpu, u64 deadline)
+{
+	u32 key = cpu;
+	u64 *k = bpf_map_lookup_elem(&cpu_keys, &key);
+
+	if (k)
+		*k = deadline;
+}
+
 /* Wait bookkeeping mirrors bpf/runqueue: start at runnable/preempted, end at running. */
 static __always_inline void start_wait(struct task_struct *p, struct task_ctx *t, u64 now)
 {
@@ -506,6 +549,7 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		insert_vtime(p, THROTTLED_DSQ, 0, now);
 		next_unthrottle = min64(next_unthrottle, c->period_start + c->period_ns);
 		stat_inc(STAT_THROTTLE);
+		arm_unthrottle_timer();
 		return;
 	}
 	if (slo) {
@@ -523,7 +567,11 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		victim = preempt_victim(deadline);
 		if (victim >= 0) {
 			stat_inc(STAT_KICK_PREEMPT);
-			if (preempt_direct(p, victim, deadline, slo_slice(slo)))
+			if (victim == bpf_get_smp_processor_id())
+				stat_inc(STAT_PREEMPT_LOCAL);
+			claim_cpu(victim, deadline);
+			if (victim == bpf_get_smp_processor_id() &&
+			    preempt_direct(p, victim, deadline, slo_slice(slo)))
 				return;
 		}
 		insert_vtime(p, SLO_DSQ, slo_slice(slo), deadline);
@@ -866,12 +914,23 @@ static long kick_idle(u64 i, void *data)
 	return 0;
 }
 
-/* Every 2 ms: if a throttled cgroup's period ended, wake idle CPUs to dispatch. */
+/*
+ * Every 2 ms while tasks are parked: if a throttled cgroup's period
+ * ended, wake idle CPUs to dispatch (busy CPUs move parked tasks back in
+ * dispatch anyway). With nothing parked the timer stays off: a needless
+ * interrupt every 2 ms costs idle power on real machines and, under
+ * emulation, a switch between vCPUs.
+ *
+ * timer_armed is cleared before the queue is checked, and enqueue parks
+ * a task before setting it, so one side always sees the other.
+ */
 static int unthrottle_timer_fn(void *map, int *key, struct unthrottle_timer *ut)
 {
+	__sync_lock_test_and_set(&timer_armed, 0);
 	if (scx_bpf_now() >= next_unthrottle)
 		bpf_loop(min64(scx_bpf_nr_cpu_ids(), MAX_CPUS), kick_idle, NULL, 0);
-	bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
+	if (scx_bpf_dsq_nr_queued(THROTTLED_DSQ) && !__sync_lock_test_and_set(&timer_armed, 1))
+		bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
 	return 0;
 }
 
@@ -892,8 +951,7 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(slo_init)
 	if (!ut)
 		return -2; /* -ENOENT */
 	bpf_timer_init(&ut->timer, &timers, CLOCK_MONOTONIC);
-	bpf_timer_set_callback(&ut->timer, unthrottle_timer_fn);
-	return bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
+	return bpf_timer_set_callback(&ut->timer, unthrottle_timer_fn);
 }
 
 void BPF_STRUCT_OPS(slo_exit, struct scx_exit_info *ei)

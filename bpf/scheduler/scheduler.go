@@ -20,6 +20,7 @@ const (
 var StatNames = []string{
 	"enq_slo", "enq_be", "direct", "kick_preempt", "kick_idle",
 	"dispatch_slo", "dispatch_be", "be_bound", "throttle", "unthrottle", "no_ctx", "rescue",
+	"preempt_local",
 }
 
 // SwitchPartial is SCX_OPS_SWITCH_PARTIAL: schedule only SCHED_EXT tasks.

@@ -18,7 +18,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/scx-slo/scx-slo/bpf/runqueue"
 	"github.com/scx-slo/scx-slo/enforcer"
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/workload"
 )
@@ -34,7 +36,7 @@ type Cell struct {
 	Errors    int               `json:"errors,omitempty"` // failed HTTP requests
 	Batch     Batch             `json:"batch"`
 	SchedStat map[string]uint64 `json:"sched_stats,omitempty"` // scx-slo's counters at the end of the cell
-	Kernel    *KernelView       `json:"kernel,omitempty"`      // scx-slo's own view of the latency cgroup
+	Kernel    *KernelView       `json:"kernel,omitempty"`      // the kernel's view of the latency cgroup's waits
 	Err       string            `json:"error,omitempty"`
 	Host      *HostSample       `json:"host,omitempty"` // filled in on the host
 }
@@ -51,11 +53,12 @@ type Batch struct {
 	SpawnsPerSec  float64 `json:"spawns_per_sec"`
 }
 
-// KernelView is what scx-slo itself measured for the latency cgroup in a
-// cell: every runnable-to-running wait, judged against the SLO budget.
-// Next to the workload's own figures it tells run-queue waits (the
-// scheduler's doing) from delays outside them (timer and IPI delivery,
-// and under TCG the emulator switching between vCPUs).
+// KernelView is what the kernel side measured for the latency cgroup in
+// a cell: every runnable-to-running wait, judged against the SLO budget,
+// by scx-slo itself or, under EEVDF, by the observe-mode tracer. Next to
+// the workload's own figures it tells run-queue waits (the scheduler's
+// doing) from delays outside them (timer and IPI delivery, and under TCG
+// the emulator switching between vCPUs).
 type KernelView struct {
 	Waits     uint64  `json:"waits"`
 	MeanNs    uint64  `json:"mean_ns"`
@@ -199,7 +202,10 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 			c.Rep, c.Workload, c.Load, c.Scheduler, c.Latency.N, time.Duration(c.Latency.P50Ns), time.Duration(c.Latency.P90Ns),
 			time.Duration(c.Latency.P99Ns), c.Latency.OverBudget, c.Batch.CPUSeconds, c.Batch.BogoOpsPerSec, c.Batch.SpawnsPerSec, c.Err)
 		if c.SchedStat != nil {
-			fmt.Printf("labbench: scx-slo stats %v kernel view %+v\n", c.SchedStat, c.Kernel)
+			fmt.Printf("labbench: scx-slo stats %v\n", c.SchedStat)
+		}
+		if c.Kernel != nil {
+			fmt.Printf("labbench: kernel view %+v\n", *c.Kernel)
 		}
 		res.Cells = append(res.Cells, c)
 		echo(cellJSONMarker, c)
@@ -307,10 +313,23 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 	if err != nil {
 		return nil, err
 	}
-	if sched != SCXSLO {
-		return func(*Cell) error { return nil }, nil
-	}
 	slo := map[uint64]slomaps.Entry{g.lat.id: slomaps.NewEntry(uint64(g.cfg.Budget), g.cfg.Target, 100, 0)}
+	if sched != SCXSLO {
+		// The observe-mode tracer gives the EEVDF setups the same kernel
+		// view scx-slo keeps itself, so run-queue waits compare directly.
+		tr, err := runqueue.Load(runqueue.Options{Hierarchy: cgroupfs.Hierarchy{Root: "/sys/fs/cgroup", V2: true}})
+		if err != nil {
+			return nil, fmt.Errorf("loading the run-queue tracer: %w", err)
+		}
+		if err := tr.Maps().SyncSLOs(slo); err != nil {
+			tr.Close()
+			return nil, err
+		}
+		return func(c *Cell) error {
+			c.Kernel = kernelView(tr.Maps(), g.lat.id)
+			return tr.Close()
+		}, nil
+	}
 	e, err := enforcer.New(enforcer.Options{MaxReattach: -1, PinDir: "/sys/fs/bpf/labbench",
 		OnAttach: func(m slomaps.Maps) { m.SyncSLOs(slo) }})
 	if err != nil {
@@ -326,9 +345,7 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 	return func(c *Cell) error {
 		c.SchedStat, _ = e.Stats()
 		if m, ok := e.Maps(); ok {
-			if st, ok, err := m.StatsOf(g.lat.id); err == nil && ok && st.Deadlines > 0 {
-				c.Kernel = &KernelView{Waits: st.Deadlines, MeanNs: st.SumNs / max(st.Count, 1), MissRatio: float64(st.Misses) / float64(st.Deadlines)}
-			}
+			c.Kernel = kernelView(m, g.lat.id)
 		}
 		attached := e.Attached()
 		e.Stop()
@@ -337,6 +354,16 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 		}
 		return waitSchedExt("disabled", 10*time.Second)
 	}, nil
+}
+
+// kernelView reads the latency cgroup's waits from the shared maps; nil
+// if there were none.
+func kernelView(m slomaps.Maps, id uint64) *KernelView {
+	st, ok, err := m.StatsOf(id)
+	if err != nil || !ok || st.Deadlines == 0 {
+		return nil
+	}
+	return &KernelView{Waits: st.Deadlines, MeanNs: st.SumNs / max(st.Count, 1), MissRatio: float64(st.Misses) / float64(st.Deadlines)}
 }
 
 func waitSchedExt(state string, limit time.Duration) error {

@@ -17,7 +17,7 @@ type group struct {
 	Bogo, Spawns        Spread // per second
 	Qemu, HostBusy      Spread // host cores qemu got, host cores busy in all
 	Load1               Spread // host 1-minute load average at the end of the cell
-	KMean, KOver        Spread // scx-slo's own view: mean run-queue wait (ms), fraction over budget
+	KMean, KOver        Spread // the kernel's view: mean run-queue wait (ms), fraction over budget
 	Starved, Failed, N  int
 }
 
@@ -214,14 +214,14 @@ func Markdown(r *Results, command string) string {
 	w("`http` (Go HTTP server on loopback, %d µs of CPU per request, driven at %d req/s by an open-loop generator that times each request from its scheduled send, so coordinated omission is corrected; budget %s), ", cfg.HTTPWork.Microseconds(), cfg.HTTPRate, cfg.HTTPBudget)
 	w("`msg` (schbench-like: a message thread wakes %d worker threads through pipes every %s, each works %s; wakeup latency of each worker, budget %s).\n\n", cfg.MsgWorkers, cfg.MsgPeriod, cfg.MsgWork, cfg.Budget)
 	w("Cells show the median over repetitions and, in brackets, the range. Latencies in ms. \"over\" is the fraction of wakeups or requests above the budget; \"× lower vs\" is the default (or tuned) EEVDF fraction divided by this one, from medians of the same boot. ")
-	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window, and the host's 1-minute load average (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy. The last column is scx-slo's in-kernel measurement of the latency cgroup's runnable-to-running waits against its %s run-queue budget: next to the workload's own figures it separates run-queue waits from delays the scheduler does not see (timer and IPI delivery, and under TCG the emulator running the other vCPU).\n\n", 100*starvedShare, cfg.Budget)
+	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window, and the host's 1-minute load average (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy. The last column is the in-kernel measurement of the latency cgroup's runnable-to-running waits against the %s run-queue budget, by scx-slo itself or, under EEVDF, by scx-slo's observe-mode tracer (loaded for those cells only): next to the workload's own figures it separates run-queue waits from delays the scheduler does not see (timer and IPI delivery, and under TCG the emulator running the other vCPU).\n\n", 100*starvedShare, cfg.Budget)
 	for _, wl := range cfg.Workloads {
 		floor := g[key{wl, 0, EEVDF}]
 		w("## %s\n\n", wl)
-		w("| load | setup | p50 | p90 | p99 | over | × lower vs default | × lower vs tuned | p50 / floor | p90 / floor | batch cores | bogo-ops/s (vs default) | spawns/s | host / qemu cores | starved | run-queue wait: mean ms, over (scx-slo's view) |\n")
+		w("| load | setup | p50 | p90 | p99 | over | × lower vs default | × lower vs tuned | p50 / floor | p90 / floor | batch cores | bogo-ops/s (vs default) | spawns/s | host / qemu cores | starved | run-queue wait: mean ms, over (kernel's view) |\n")
 		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		if floor != nil {
-			w("| 0 | floor | %s | %s | %s | %s | | | 1 | 1 | | | | %s | %d/%d | |\n", fmtMs(floor.P50), fmtMs(floor.P90), fmtMs(floor.P99), pct(floor.Over), hostCol(floor), floor.Starved, floor.N)
+			w("| 0 | floor | %s | %s | %s | %s | | | 1 | 1 | | | | %s | %d/%d | %s |\n", fmtMs(floor.P50), fmtMs(floor.P90), fmtMs(floor.P99), pct(floor.Over), hostCol(floor), floor.Starved, floor.N, kernelCol(floor))
 		}
 		for _, l := range cfg.Loads {
 			def, tuned := g[key{wl, l, EEVDF}], g[key{wl, l, EEVDFTuned}]
@@ -246,10 +246,7 @@ func Markdown(r *Results, command string) string {
 				if x.Failed > 0 {
 					fail = fmt.Sprintf(" (%d failed)", x.Failed)
 				}
-				kv := ""
-				if x.KMean.N > 0 {
-					kv = num(x.KMean.Median) + ", " + pct(x.KOver)
-				}
+				kv := kernelCol(x)
 				w("| %d%% | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %s |\n", l, s, fail,
 					fmtMs(x.P50), fmtMs(x.P90), fmtMs(x.P99), pct(x.Over), vsDef, vsTuned, p50f, p90f,
 					num(x.BatchCores.Median), bogo, num(x.Spawns.Median), hostCol(x), x.Starved, x.N, kv)
@@ -275,6 +272,13 @@ func Markdown(r *Results, command string) string {
 	w("%s", goals(r, g, ps))
 	w("%s", steadiness(r, g))
 	return b.String()
+}
+
+func kernelCol(x *group) string {
+	if x.KMean.N == 0 {
+		return ""
+	}
+	return num(x.KMean.Median) + ", " + pct(x.KOver)
 }
 
 // goals checks the issue's targets for scx-slo at 100% and 200% load.
