@@ -784,11 +784,17 @@ void BPF_STRUCT_OPS(slo_runnable, struct task_struct *p, u64 enq_flags)
 		__sync_fetch_and_add(&c->nr_runnable, 1);
 }
 
+/*
+ * ops.running and ops.stopping run under the task's rq lock but not
+ * always on its CPU (a property change of a running task, such as its
+ * affinity, stops and restarts it from the CPU making the change), so
+ * cpu_keys is indexed by the task's CPU.
+ */
 void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 {
 	u64 now = scx_bpf_now(), cgid = task_cgid(p);
 	struct task_ctx *t = tctx_of(p);
-	u32 cpu = bpf_get_smp_processor_id();
+	u32 cpu = scx_bpf_task_cpu(p);
 	u64 *key = bpf_map_lookup_elem(&cpu_keys, &cpu);
 	bool is_slo = bpf_map_lookup_elem(&slos, &cgid) != NULL;
 
@@ -809,7 +815,7 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 {
 	u64 now = scx_bpf_now(), ran, cgid = task_cgid(p);
 	struct task_ctx *t = tctx_of(p);
-	u32 cpu = bpf_get_smp_processor_id();
+	u32 cpu = scx_bpf_task_cpu(p);
 	u64 *key = bpf_map_lookup_elem(&cpu_keys, &cpu);
 	struct cg_ctx *c, *sc;
 	u64 w;

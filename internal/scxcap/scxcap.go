@@ -36,6 +36,7 @@ var RequiredKfuncs = []string{
 	"bpf_cpumask_test_cpu",
 	"scx_bpf_nr_cpu_ids",
 	"scx_bpf_now",
+	"scx_bpf_task_cpu",
 	"scx_bpf_error_bstr",
 	"bpf_iter_scx_dsq_new",
 	"bpf_iter_scx_dsq_next",
