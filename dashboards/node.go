@@ -38,9 +38,11 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 			q{`sum by (instance) (increase(scx_slo_enforcer_guard_detaches_total{` + selNode + `}` + rate + `))`, "{{instance}} guard detach"},
 			q{`sum by (instance) (increase(scx_slo_enforcer_attach_attempts_total{` + selNode + `,result="error"}` + rate + `))`, "{{instance}} attach failed"}).
 			DrawStyle(common.GraphDrawStyleBars)).
-		WithPanel(timeSeries("sched_ext kernel events", "scx_slo_scx_events_total: the kernel's sched_ext event counters, and scx_slo_scx_nr_rejected, tasks the kernel refused to a BPF scheduler.", "short", full,
+		WithPanel(timeSeries("sched_ext kernel events", "scx_slo_scx_events_total: the kernel's sched_ext event counters, and scx_slo_scx_nr_rejected, tasks the kernel refused to a BPF scheduler.", "short", half,
 			q{`sum by (instance, event) (rate(scx_slo_scx_events_total{` + selNode + `}` + rate + `))`, "{{instance}} {{event}}"},
-			q{`sum by (instance) (rate(scx_slo_scx_nr_rejected{` + selNode + `}` + rate + `))`, "{{instance}} rejected"}))
+			q{`sum by (instance) (rate(scx_slo_scx_nr_rejected{` + selNode + `}` + rate + `))`, "{{instance}} rejected"})).
+		WithPanel(timeSeries("scx-slo scheduler decisions", "scx_slo_enforcer_scheduler_events_total while our scheduler is attached: SLO wakeups that preempted later work (kick_preempt, preempt_local without an IPI), picks by class, best-effort work let in by the starvation bound (be_bound) or rescued, cpu.max parking. See docs/metrics.md.", "ops", half,
+			q{`sum by (instance, event) (rate(scx_slo_enforcer_scheduler_events_total{` + selNode + `}` + rate + `))`, "{{instance}} {{event}}"}))
 
 	d.WithRow(row("Latency SLOs")).
 		WithPanel(heatmapOf("Run-queue latency", "Wakeup-to-run latency of the selected cgroups on the selected nodes (scx_slo_runqueue_latency_seconds), per bucket.", half,
