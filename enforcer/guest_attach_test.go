@@ -43,15 +43,22 @@ func testLogger(t *testing.T) log.Logger {
 	return log.NewLogfmtLogger(log.NewSyncWriter(t.Output()))
 }
 
-func TestGuestAttachDetach(t *testing.T) {
-	inGuest(t)
-	e, err := New(Options{Logger: testLogger(t)})
+// startEnforcer creates an enforcer and starts it; the caller stops it.
+func startEnforcer(t *testing.T, opts Options) *Enforcer {
+	t.Helper()
+	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+func TestGuestAttachDetach(t *testing.T) {
+	inGuest(t)
+	e := startEnforcer(t, Options{Logger: testLogger(t)})
 	waitState(t, "enabled", 5*time.Second)
 	if ops := schedExt(t, "root/ops"); ops != "scx_slo" {
 		t.Errorf("root/ops = %q, want scx_slo", ops)
@@ -84,13 +91,7 @@ func TestGuestAttachDetach(t *testing.T) {
 // while full mode sees many.
 func TestGuestPartial(t *testing.T) {
 	inGuest(t)
-	e, err := New(Options{Logger: testLogger(t), Partial: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e := startEnforcer(t, Options{Logger: testLogger(t), Partial: true})
 	defer e.Stop()
 	waitState(t, "enabled", 5*time.Second)
 	cg := newCgroup(t, "partial")
@@ -127,13 +128,7 @@ func TestGuestSharedMaps(t *testing.T) {
 	if err := shared.SyncSLOs(map[uint64]slomaps.Entry{cg.id: slomaps.NewEntry(1000, 0.99, 100, slot)}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Logger: testLogger(t), Shared: shared})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e := startEnforcer(t, Options{Logger: testLogger(t), Shared: shared})
 	defer e.Stop()
 	probe := start(t, "probe", cg, map[string]string{"RUN_FOR": "1s", "PROBE_PERIOD": "1ms", "PROBE_WORK": "50us"})
 	var rep workload.ProbeReport

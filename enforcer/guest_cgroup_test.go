@@ -14,13 +14,7 @@ import (
 // attached starts a fresh enforcer for one guest test.
 func attached(t *testing.T) *Enforcer {
 	t.Helper()
-	e, err := New(Options{Logger: testLogger(t), MaxReattach: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e := startEnforcer(t, Options{Logger: testLogger(t), MaxReattach: -1})
 	t.Cleanup(func() {
 		if !e.Attached() {
 			t.Errorf("scheduler was ejected: %+v", e.LastExit())

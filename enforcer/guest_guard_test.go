@@ -13,16 +13,10 @@ import (
 // Sustain windows and never re-attaches.
 func TestGuestGuard(t *testing.T) {
 	inGuest(t)
-	e, err := New(Options{Logger: testLogger(t), Poll: 50 * time.Millisecond, Guard: &Guard{
+	e := startEnforcer(t, Options{Logger: testLogger(t), Poll: 50 * time.Millisecond, Guard: &Guard{
 		Baseline: func() (float64, bool) { return 0.99, true },
 		Window:   400 * time.Millisecond, Sustain: 2, MinJudged: 10,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
 	defer e.Stop()
 	cg := newCgroup(t, "guarded")
 	m, _ := e.Maps()

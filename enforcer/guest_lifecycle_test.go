@@ -21,13 +21,7 @@ import (
 // reaches userspace and metrics, and the enforcer re-attaches.
 func TestGuestErrorKnob(t *testing.T) {
 	inGuest(t)
-	e, err := New(Options{Logger: testLogger(t), MaxReattach: 2, Backoff: 300 * time.Millisecond, Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e := startEnforcer(t, Options{Logger: testLogger(t), MaxReattach: 2, Backoff: 300 * time.Millisecond, Poll: 50 * time.Millisecond})
 	defer e.Stop()
 	waitState(t, "enabled", 5*time.Second)
 	batch := newCgroup(t, "errknob")
@@ -124,13 +118,7 @@ func TestGuestKillPinnedReadopt(t *testing.T) {
 		t.Fatalf("pinned scheduler after its loader was SIGKILLed: state %q, want enabled", s)
 	}
 
-	e, err := New(Options{Logger: testLogger(t), KeepPinned: true, Backoff: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e := startEnforcer(t, Options{Logger: testLogger(t), KeepPinned: true, Backoff: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
 	if got := enableSeq(t); got != seq {
 		t.Errorf("enable_seq %d after re-adoption, want unchanged %d", got, seq)
 	}
@@ -146,13 +134,7 @@ func TestGuestKillPinnedReadopt(t *testing.T) {
 	}
 
 	// `scx-slo detach` while an enforcer watches: it must not re-attach.
-	e, err = New(Options{Logger: testLogger(t), KeepPinned: true, Backoff: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e = startEnforcer(t, Options{Logger: testLogger(t), KeepPinned: true, Backoff: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
 	defer e.Stop()
 	if err := Detach(DefaultPinDir); err != nil {
 		t.Fatal(err)
