@@ -32,8 +32,7 @@ func readKernelView(t *testing.T, m slomaps.Maps, id uint64) kernelView {
 	if s == nil || s.Deadlines == 0 {
 		t.Fatalf("no judged wakeups recorded for cgroup %d", id)
 	}
-	return kernelView{Waits: s.Deadlines, MeanNs: s.SumNs / max(s.Count, 1), Misses: s.Misses,
-		MissRatio: float64(s.Misses) / float64(s.Deadlines)}
+	return kernelView{Waits: s.Deadlines, MeanNs: s.MeanWaitNs(), Misses: s.Misses, MissRatio: s.MissRatio()}
 }
 
 type latencyPhase struct {
@@ -62,13 +61,7 @@ func TestGuestLatency(t *testing.T) {
 			var maps slomaps.Maps
 			var stop func()
 			if name == "scx_slo" {
-				e, err := New(Options{Logger: testLogger(t), MaxReattach: -1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := e.Start(t.Context()); err != nil {
-					t.Fatal(err)
-				}
+				e := startEnforcer(t, Options{Logger: testLogger(t), MaxReattach: -1})
 				maps, _ = e.Maps()
 				stop = func() {
 					st, _ := e.Stats()

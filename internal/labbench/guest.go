@@ -363,7 +363,7 @@ func kernelView(m slomaps.Maps, id uint64) *KernelView {
 	if err != nil || !ok || st.Deadlines == 0 {
 		return nil
 	}
-	return &KernelView{Waits: st.Deadlines, MeanNs: st.SumNs / max(st.Count, 1), MissRatio: float64(st.Misses) / float64(st.Deadlines)}
+	return &KernelView{Waits: st.Deadlines, MeanNs: st.MeanWaitNs(), MissRatio: st.MissRatio()}
 }
 
 func waitSchedExt(state string, limit time.Duration) error {

@@ -32,6 +32,12 @@ type Stats struct {
 	FastRate     uint64
 }
 
+// MeanWaitNs is the mean recorded wait; 0 with none.
+func (s *Stats) MeanWaitNs() uint64 { return s.SumNs / max(s.Count, 1) }
+
+// MissRatio is the share of judged wakeups that missed the budget; 0 with none.
+func (s *Stats) MissRatio() float64 { return float64(s.Misses) / float64(max(s.Deadlines, 1)) }
+
 // Entry mirrors struct slo_entry.
 type Entry struct {
 	_           structs.HostLayout
