@@ -56,16 +56,11 @@ var command = workload.CommandWith
 // request). Latency runs from each request's scheduled send time, so a
 // stalled server or client counts as latency, not as fewer requests.
 func runHTTP() (*LatencyReport, error) {
-	total, err := workload.DurationParam("RUN_FOR")
-	if err != nil {
-		return nil, err
-	}
-	work, err := workload.DurationParam("HTTP_WORK")
-	if err != nil {
-		return nil, err
-	}
-	rate, err := workload.IntParam("HTTP_RATE")
-	if err != nil {
+	p := &workload.Params{}
+	total := p.Duration("RUN_FOR")
+	work := p.Duration("HTTP_WORK")
+	rate := p.Int("HTTP_RATE")
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,20 +103,12 @@ func runHTTP() (*LatencyReport, error) {
 // through pipes; each worker records how long after the post it ran,
 // spins MSG_WORK and answers; the message thread waits for every answer.
 func runMsg() (*LatencyReport, error) {
-	total, err := workload.DurationParam("RUN_FOR")
-	if err != nil {
-		return nil, err
-	}
-	period, err := workload.DurationParam("MSG_PERIOD")
-	if err != nil {
-		return nil, err
-	}
-	work, err := workload.DurationParam("MSG_WORK")
-	if err != nil {
-		return nil, err
-	}
-	workers, err := workload.IntParam("MSG_WORKERS")
-	if err != nil {
+	p := &workload.Params{}
+	total := p.Duration("RUN_FOR")
+	period := p.Duration("MSG_PERIOD")
+	work := p.Duration("MSG_WORK")
+	workers := p.Int("MSG_WORKERS")
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	var reply [2]int
@@ -199,12 +186,10 @@ func runMsg() (*LatencyReport, error) {
 // FORKEXEC_RATE per second, until SIGTERM or RUN_FOR. Its throughput
 // (spawns per second) drops when the batch cgroup is starved.
 func runForkExec() (*SpawnReport, error) {
-	total, err := workload.DurationParam("RUN_FOR")
-	if err != nil {
-		return nil, err
-	}
-	rate, err := workload.IntParam("FORKEXEC_RATE")
-	if err != nil {
+	p := &workload.Params{}
+	total := p.Duration("RUN_FOR")
+	rate := p.Int("FORKEXEC_RATE")
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	bin := os.Getenv("FORKEXEC_BIN")

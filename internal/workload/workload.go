@@ -127,19 +127,41 @@ func IntParam(name string) (int, error) {
 	return n, nil
 }
 
+// Params reads several parameters and keeps the first error, so a
+// workload reads them all and checks once.
+type Params struct{ err error }
+
+// Duration is DurationParam; 0 after an earlier error.
+func (p *Params) Duration(name string) time.Duration {
+	if p.err != nil {
+		return 0
+	}
+	d, err := DurationParam(name)
+	p.err = err
+	return d
+}
+
+// Int is IntParam; 0 after an earlier error.
+func (p *Params) Int(name string) int {
+	if p.err != nil {
+		return 0
+	}
+	n, err := IntParam(name)
+	p.err = err
+	return n
+}
+
+// Err is the first error met, if any.
+func (p *Params) Err() error { return p.err }
+
 // Probe parameters: PROBE_PERIOD (wake every), PROBE_WORK (spin after
 // each wakeup), RUN_FOR (total).
 func runProbe() (*ProbeReport, error) {
-	period, err := DurationParam("PROBE_PERIOD")
-	if err != nil {
-		return nil, err
-	}
-	work, err := DurationParam("PROBE_WORK")
-	if err != nil {
-		return nil, err
-	}
-	total, err := DurationParam("RUN_FOR")
-	if err != nil {
+	p := &Params{}
+	period := p.Duration("PROBE_PERIOD")
+	work := p.Duration("PROBE_WORK")
+	total := p.Duration("RUN_FOR")
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	// Sleep in clock_nanosleep on a locked thread: the Go runtime's own
