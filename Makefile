@@ -15,6 +15,7 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o scx-slo ./cmd/scx-slo
 	$(GO) build -ldflags '$(LDFLAGS)' -o scx-slo-shed ./cmd/scx-slo-shed
+	$(GO) build -ldflags '$(LDFLAGS)' -o scx-slo-lab ./cmd/scx-slo-lab
 
 # BPF objects and bindings (bpf2go, needs clang-19), then dashboards and
 # alert rules. Generated files are committed.
@@ -40,4 +41,4 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 clean:
-	rm -f scx-slo scx-slo-shed
+	rm -f scx-slo scx-slo-shed scx-slo-lab

@@ -15,7 +15,7 @@ import (
 
 	"github.com/scx-slo/scx-slo/alerts"
 	"github.com/scx-slo/scx-slo/dashboards"
-	"github.com/scx-slo/scx-slo/internal/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 // absentByDesign are series a healthy exporter only exports in some

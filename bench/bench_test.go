@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/lab"
-	"github.com/scx-slo/scx-slo/internal/lab/labtest"
-	"github.com/scx-slo/scx-slo/internal/labbench"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
+	"github.com/scx-slo/scx-slo/internal/testbed/labbench"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // TestMain lets the guest re-run this binary as a probe, an HTTP server,

@@ -11,7 +11,7 @@ import (
 	"github.com/scx-slo/scx-slo/bpf/runqueue"
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 func schedExt(t *testing.T, name string) string {

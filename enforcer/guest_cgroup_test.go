@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // attached starts a fresh enforcer for one guest test.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/slomaps"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // TestGuestOverloadBit: a cgroup whose budget cannot be met under load

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/slomaps"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // TestGuestGuard: with a baseline the scheduler cannot reach (every

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // cgroup is a test cgroup under /sys/fs/cgroup.

@@ -8,7 +8,7 @@ import (
 	"github.com/scx-slo/scx-slo/bpf/runqueue"
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // kernelView is the in-kernel measurement of the probe's cgroup: every

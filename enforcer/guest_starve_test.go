@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // crowdRun runs 24 nice 0 hogs and one nice 19 hog in one cgroup for 5 s

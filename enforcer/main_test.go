@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // loaderEnv makes this binary a bare loader process ("keep" pins the

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
 )
 
 // guestEnv is set inside the VM: the TestGuest* tests run only there.

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
-	"github.com/scx-slo/scx-slo/internal/pingpong"
+	"github.com/scx-slo/scx-slo/internal/testbed/pingpong"
 )
 
 func loadForTest(tb testing.TB) *Tracer {

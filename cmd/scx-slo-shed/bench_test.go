@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/loadgen"
+	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
 )
 
 // benchRig is a trivial backend and the real scx-slo-shed binary in front

@@ -11,8 +11,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
 	"github.com/scx-slo/scx-slo/internal/shed"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 // TestDocsMatchBinary keeps docs/shedding.md honest: every flag it

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
-	"github.com/scx-slo/scx-slo/internal/lab/labtest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
 )
 
 // shedBinary builds ./cmd/scx-slo-shed once per test process.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/loadgen"
+	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
 )
 
 // TestShedFeedbackLoop closes the loop on real contention instead of an

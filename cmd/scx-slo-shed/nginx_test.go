@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
-	"github.com/scx-slo/scx-slo/internal/loadgen"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
 )
 
 // nginxConf is the configuration docs/shedding.md shows, with the test's

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
-	"github.com/scx-slo/scx-slo/internal/exportertest"
-	"github.com/scx-slo/scx-slo/internal/lab"
-	"github.com/scx-slo/scx-slo/internal/lab/labtest"
-	"github.com/scx-slo/scx-slo/internal/loadgen"
 	"github.com/scx-slo/scx-slo/internal/overload"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
+	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
 )
 
 // Where the host puts the binaries in the guest.

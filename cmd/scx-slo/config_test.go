@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 // TestBadConfigAtStartIsRefused: the exporter must not start half

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 var metricName = regexp.MustCompile("`(scx_slo_[a-z0-9_]+)")

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 func writeSLO(t *testing.T, path, body string) {

@@ -12,9 +12,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
-	"github.com/scx-slo/scx-slo/internal/lab"
-	"github.com/scx-slo/scx-slo/internal/lab/labtest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
 )
 
 // TestEnforceModeMetricsInVM boots the sched_ext kernel, runs the real

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 func TestMain(m *testing.M) {

@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
-	"github.com/scx-slo/scx-slo/internal/exportertest"
 	"github.com/scx-slo/scx-slo/internal/overload"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 // TestOverloadPublished reads cgroups' overload bits the two ways readers

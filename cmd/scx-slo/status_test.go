@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
 	"github.com/scx-slo/scx-slo/internal/nodestatus"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 )
 
 // TestStatusCommand runs `scx-slo status` against a real exporter, as a

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/scx-slo/scx-slo/internal/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
 )
 
 type guestFacts struct {

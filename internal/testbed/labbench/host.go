@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
 )
 
 // ConfigEnv carries the Config (JSON) to the guest side of the bench

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/scx-slo/scx-slo/internal/exportertest"
-	"github.com/scx-slo/scx-slo/internal/lab/labtest"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
 )
 
 // runLab runs the real binary's "lab run" and returns its exit status and
@@ -17,7 +17,8 @@ import (
 func runLab(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	labtest.Kernel(t) // skips when the lab cannot run; fetches the kernel once
-	cmd := exec.CommandContext(t.Context(), exportertest.Binary(t), append([]string{"lab", "run"}, args...)...)
+	labBin := exportertest.BuildPackage(t, "./cmd/scx-slo-lab")
+	cmd := exec.CommandContext(t.Context(), labBin, append([]string{"--scx-slo=" + exportertest.Binary(t), "run"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
@@ -26,7 +27,7 @@ func runLab(t *testing.T, args ...string) (int, string) {
 	case errors.As(err, &exit):
 		return exit.ExitCode(), string(out)
 	}
-	t.Fatalf("scx-slo lab run: %v\n%s", err, out)
+	t.Fatalf("scx-slo-lab run: %v\n%s", err, out)
 	return 0, ""
 }
 

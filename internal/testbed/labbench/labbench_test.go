@@ -3,7 +3,7 @@ package labbench
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 	"image/png"
 	"os"
 	"os/exec"

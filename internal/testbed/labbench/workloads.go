@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scx-slo/scx-slo/internal/loadgen"
-	"github.com/scx-slo/scx-slo/internal/pingpong"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
+	"github.com/scx-slo/scx-slo/internal/testbed/pingpong"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // LatencyReport is what the latency workloads print: one sample per

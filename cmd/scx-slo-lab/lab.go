@@ -1,9 +1,14 @@
+// Command scx-slo-lab boots a sched_ext-capable Debian kernel under qemu
+// and runs scx-slo and a command in it: the testbed for machines whose own
+// kernel lacks sched_ext. It is a separate binary so that the exporter
+// that runs on every node carries no VM launcher or apt client.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -11,24 +16,36 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/version"
 
-	"github.com/scx-slo/scx-slo/internal/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
 )
 
-func init() { commands = append(commands, registerLab) }
+func main() {
+	app := kingpin.New("scx-slo-lab", "Boot a sched_ext-capable Debian kernel under qemu and run scx-slo and a command in it (for tests and experiments; needs qemu-system-x86 and busybox-static).")
+	app.Version(version.Print("scx-slo-lab"))
+	app.HelpFlag.Short('h')
+	registerLab(app)
+	if _, err := app.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "scx-slo-lab: %v\n", err)
+		os.Exit(2)
+	}
+}
 
 // In the guest: where scx-slo and its config go, and how the exporter is
 // started (the serve flags belong to serve.go; only these names are used).
 const (
 	labGuestBinary = "/bin/scx-slo"
 	labGuestConfig = "/etc/scx-slo/slo.yaml"
-	labGuestListen = "127.0.0.1" + DefaultListenAddress
+	// scx-slo's default port (cmd/scx-slo/serve.go).
+	labGuestListen = "127.0.0.1:9817"
 )
 
 var labServeArgs = []string{"serve", "--web.listen-address=" + labGuestListen}
 
 type labFlags struct {
 	cacheDir     string
+	exporter     string
 	noEnforce    bool
 	noExporter   bool
 	config       string
@@ -42,8 +59,9 @@ type labFlags struct {
 }
 
 func registerLab(app *kingpin.Application) {
-	cmd := app.Command("lab", "Boot a sched_ext-capable Debian kernel under qemu and run scx-slo and a command in it (for tests and experiments; needs qemu-system-x86 and busybox-static).")
 	f := &labFlags{}
+	cmd := app
+	cmd.Flag("scx-slo", "The scx-slo binary to copy into the guest (default: scx-slo beside this binary, else on PATH).").PlaceHolder("PATH").StringVar(&f.exporter)
 	cmd.Flag("cache-dir", "Where the guest kernel and apt state are cached.").Envar("SCX_SLO_LAB_CACHE").Default(lab.DefaultCacheDir()).StringVar(&f.cacheDir)
 
 	run := cmd.Command("run", "Boot the guest, start scx-slo (with --enforce unless --no-enforce), run CMD and exit with its status.")
@@ -151,16 +169,43 @@ func labRun(f *labFlags, interactive bool) error {
 	return nil
 }
 
-// labFiles lists what goes into the guest: this very binary, the config
+// findExporter picks the scx-slo binary for the guest: --scx-slo, else the
+// one built beside this binary (make build puts both in one place), else
+// the one on PATH.
+func findExporter(flag string) (string, error) {
+	if flag != "" {
+		st, err := os.Stat(flag)
+		if err != nil {
+			return "", fmt.Errorf("--scx-slo %q: %w", flag, err)
+		}
+		if !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("--scx-slo %q: not an executable file", flag)
+		}
+		return flag, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), "scx-slo")
+		if st, err := os.Stat(beside); err == nil && st.Mode().IsRegular() {
+			return beside, nil
+		}
+	}
+	p, err := exec.LookPath("scx-slo")
+	if err != nil {
+		return "", fmt.Errorf("no scx-slo binary to copy into the guest: none beside scx-slo-lab and none on PATH; build it (make build) or pass --scx-slo=PATH, or use --no-exporter")
+	}
+	return p, nil
+}
+
+// labFiles lists what goes into the guest: the scx-slo binary, the config
 // and the --copy files.
 func labFiles(f *labFlags) ([]lab.Copy, error) {
 	var files []lab.Copy
 	if !f.noExporter {
-		self, err := os.Executable()
+		exporter, err := findExporter(f.exporter)
 		if err != nil {
-			return nil, fmt.Errorf("finding the scx-slo binary to copy into the guest: %w", err)
+			return nil, err
 		}
-		files = append(files, lab.Copy{Host: self, Guest: labGuestBinary})
+		files = append(files, lab.Copy{Host: exporter, Guest: labGuestBinary})
 	}
 	if f.config != "" {
 		st, err := os.Stat(f.config)
@@ -226,18 +271,18 @@ now() { cut -d. -f1 /proc/uptime; }
 deadline=$(( $(now) + ready ))
 while :; do
 	if ! kill -0 $pid 2>/dev/null; then
-		echo "scx-slo lab: scx-slo exited before it was ready; its log:"; cat /out/scx-slo.log; exit 125
+		echo "scx-slo-lab: scx-slo exited before it was ready; its log:"; cat /out/scx-slo.log; exit 125
 	fi
 	if wget -q -O /dev/null "$url" 2>/dev/null; then
 		if ! $enforce || [ "$(cat /sys/kernel/sched_ext/state 2>/dev/null)" = enabled ]; then break; fi
 	fi
 	if [ $(now) -ge $deadline ]; then
-		echo "scx-slo lab: scx-slo not ready (metrics at $url, sched_ext state $(cat /sys/kernel/sched_ext/state)) after --ready-timeout=${ready}s; its log:"
+		echo "scx-slo-lab: scx-slo not ready (metrics at $url, sched_ext state $(cat /sys/kernel/sched_ext/state)) after --ready-timeout=${ready}s; its log:"
 		cat /out/scx-slo.log; exit 125
 	fi
 	sleep 0.2
 done
-echo "scx-slo lab: scx-slo ready (sched_ext state $(cat /sys/kernel/sched_ext/state), ops $(cat /sys/kernel/sched_ext/root/ops 2>/dev/null))"
+echo "scx-slo-lab: scx-slo ready (sched_ext state $(cat /sys/kernel/sched_ext/state), ops $(cat /sys/kernel/sched_ext/root/ops 2>/dev/null))"
 `)
 	}
 	b.WriteString(shellJoin(command) + "\ncode=$?\n")

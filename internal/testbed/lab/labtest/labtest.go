@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scx-slo/scx-slo/internal/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
 )
 
 // guestEnv marks a process started by RunTest inside the guest.

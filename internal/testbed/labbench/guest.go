@@ -22,7 +22,7 @@ import (
 	"github.com/scx-slo/scx-slo/enforcer"
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
-	"github.com/scx-slo/scx-slo/internal/workload"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // Cell is one measured combination of workload, batch load and scheduler.
