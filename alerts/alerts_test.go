@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 func TestCommittedRuleFileIsGenerated(t *testing.T) {
@@ -180,10 +182,7 @@ func githubAnchor(heading string) string {
 
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (Debian package prometheus); CI installs it")
-	}
+	p := needs.Command(t, "promtool", "prometheus")
 	return p
 }
 

@@ -1,11 +1,14 @@
 package lab
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 func TestParseSources(t *testing.T) {
@@ -112,9 +115,10 @@ func TestOptionErrorsNameTheField(t *testing.T) {
 // A dynamically linked executable cannot run in the guest: refuse it.
 func TestDynamicExecutableRefused(t *testing.T) {
 	sh, err := filepath.EvalSymlinks("/bin/sh")
-	if err != nil || elfInterpreter(sh) == "" {
-		t.Skip("no dynamically linked /bin/sh to try")
+	if err == nil && elfInterpreter(sh) == "" {
+		err = errors.New(sh + " is statically linked")
 	}
+	needs.Part(t, "a dynamically linked /bin/sh", err)
 	w := newCPIOWriter(&strings.Builder{})
 	err = addCopy(w, Copy{Host: sh, Guest: "/bin/hostsh"})
 	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), sh) {
