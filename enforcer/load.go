@@ -72,6 +72,13 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 			return nil, err
 		}
 	}
+	topo, err := ReadTopology("/sys")
+	if err != nil {
+		return nil, err
+	}
+	if err := setTopology(spec, topo); err != nil {
+		return nil, err
+	}
 	return spec, nil
 }
 
