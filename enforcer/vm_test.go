@@ -39,8 +39,28 @@ func TestVM(t *testing.T) {
 	if run == "" {
 		run = "^TestGuest"
 	}
-	out := t.TempDir()
-	res := labtest.RunTests(t, run, lab.Options{OutDir: out, Timeout: 8 * time.Minute})
+	runGuestSuite(t, run, lab.Options{Timeout: 8 * time.Minute})
+}
+
+// TestVMTopology runs the TestGuestTopo* tests (issue 11) on 8 vCPUs in two
+// sockets, so two last-level caches; SCX_SLO_GUEST_TOPO_RUN narrows them.
+func TestVMTopology(t *testing.T) {
+	if labtest.InGuest() {
+		t.Skip("already inside the guest")
+	}
+	run := os.Getenv("SCX_SLO_GUEST_TOPO_RUN")
+	if run == "" {
+		run = "^TestGuestTopo"
+	}
+	runGuestSuite(t, run, lab.Options{CPUs: 8, Sockets: 2, Timeout: 8 * time.Minute})
+}
+
+// runGuestSuite runs the guest tests matching run in one boot and logs
+// the measurements they wrote.
+func runGuestSuite(t *testing.T, run string, opts lab.Options) {
+	t.Helper()
+	opts.OutDir = t.TempDir()
+	res := labtest.RunTests(t, run, opts)
 	entries, _ := os.ReadDir(res.OutDir)
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".json") {

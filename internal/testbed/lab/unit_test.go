@@ -94,6 +94,9 @@ func TestOptionErrorsNameTheField(t *testing.T) {
 		{Options{}, "Options.Kernel"},
 		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: -1}, "Options.CPUs = -1"},
 		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, MemoryMB: 10}, "Options.MemoryMB = 10"},
+		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: 8, Sockets: 3}, "Options.Sockets = 3"},
+		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: 2, Sockets: 4}, "Options.Sockets = 4"},
+		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, Sockets: -1}, "Options.Sockets = -1"},
 		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, KernelArgs: []string{"a b"}}, `Options.KernelArgs[0] = "a b"`},
 	} {
 		if err := tc.opts.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -109,6 +112,26 @@ func TestOptionErrorsNameTheField(t *testing.T) {
 	w := newCPIOWriter(&strings.Builder{})
 	if err := addCopy(w, Copy{Host: "/etc/hostname", Guest: "relative"}); err == nil || !strings.Contains(err.Error(), `"relative"`) {
 		t.Errorf("addCopy relative = %v, want the guest path named", err)
+	}
+}
+
+func TestSMPTopology(t *testing.T) {
+	for _, tc := range []struct {
+		cpus, sockets int
+		want          string
+	}{
+		{2, 0, "2"},
+		{8, 1, "8"},
+		{8, 2, "8,sockets=2,cores=4,threads=1"},
+		{16, 4, "16,sockets=4,cores=4,threads=1"},
+	} {
+		o := Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: tc.cpus, Sockets: tc.sockets}
+		if err := o.validate(); err != nil {
+			t.Fatalf("validate(CPUs %d, Sockets %d): %v", tc.cpus, tc.sockets, err)
+		}
+		if got := o.smp(); got != tc.want {
+			t.Errorf("-smp for CPUs %d, Sockets %d = %q, want %q", tc.cpus, tc.sockets, got, tc.want)
+		}
 	}
 }
 
