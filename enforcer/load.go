@@ -72,6 +72,14 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 			return nil, err
 		}
 	}
+	// 7.1+: a task the kernel would leave in a local DSQ behind a higher
+	// class (RT, deadline) is handed back to ops.enqueue instead: what
+	// ops.cpu_release did before that kernel removed it.
+	if bit, ok := kernelOpsFlag("SCX_OPS_ALWAYS_ENQ_IMMED"); ok {
+		if err := orOpsFlags(spec, bit); err != nil {
+			return nil, err
+		}
+	}
 	topo, err := ReadTopology("/sys")
 	if err != nil {
 		return nil, err
@@ -80,6 +88,25 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 		return nil, err
 	}
 	return spec, nil
+}
+
+// kernelOpsFlag returns the value of an enum scx_ops_flags member in the
+// running kernel's BTF, if it has that member.
+func kernelOpsFlag(name string) (uint64, bool) {
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return 0, false
+	}
+	var e *btf.Enum
+	if err := kspec.TypeByName("scx_ops_flags", &e); err != nil {
+		return 0, false
+	}
+	for _, v := range e.Values {
+		if v.Name == name {
+			return v.Value, true
+		}
+	}
+	return 0, false
 }
 
 // orOpsFlags sets bits in sched_ext_ops.flags. cilium/ebpf copies the ops

@@ -217,6 +217,7 @@ enum stat_idx {
 	STAT_REENQ,		/* task handed back by the kernel (its CPU was taken) */
 	STAT_EARLY_OVERLOAD,	/* overload bit set at enqueue: the queue head was already late */
 	STAT_HOTPLUG,		/* CPU went online or offline */
+	STAT_PIN_PREEMPT,	/* a pinned SLO task's own CPU kicked for it (never another CPU) */
 	STAT_NR,
 };
 
@@ -664,22 +665,28 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
 }
 
 /*
- * The domain's SLO head already missed its deadline: its cgroup is late
- * now, so raise its overload bit before the late task even runs (the
- * miss-rate EWMAs, fed when it does run, decide when to clear it).
+ * The domain's SLO head has waited longer than its budget: its cgroup is
+ * late now, so raise its overload bit before the late task even runs
+ * (the miss-rate EWMAs, fed when it does run, decide when to clear it).
+ * The wait is compared with the budget, not the deadline, which the
+ * fairness penalty may push later than the budget allows.
  */
 static __always_inline void flag_late_head(u64 dsq, u64 now)
 {
 	struct task_struct *head = scx_bpf_dsq_peek(dsq);
 	struct slo_entry *slo;
+	struct task_ctx *t;
 	u64 cgid;
 	u32 *bit;
 
-	if (!head || (s64)(scx(head)->scx.dsq_vtime - now) >= 0)
+	if (!head)
+		return;
+	t = bpf_task_storage_get(&task_ctxs, head, NULL, 0);
+	if (!t || !t->wait_since)
 		return;
 	cgid = task_cgid(head);
 	slo = bpf_map_lookup_elem(&slos, &cgid);
-	if (!slo)
+	if (!slo || now - t->wait_since <= slo->budget_ns)
 		return;
 	bit = bpf_map_lookup_elem(&overload, &slo->slot);
 	if (bit && !*bit) {
@@ -764,7 +771,7 @@ static __always_inline void enqueue_pinned(struct task_struct *p, struct task_ct
 	if (slo && cc && cc->key > key) {
 		cc->key = key;
 		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
-		stat_inc(STAT_KICK_PREEMPT);
+		stat_inc(STAT_PIN_PREEMPT);
 	}
 }
 
@@ -855,7 +862,9 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	if (scx(p)->nr_cpus_allowed == 1) {
-		if (slo)
+		if (is_pcpu_kthread(p))	/* handed back: first in its CPU's queue */
+			enqueue_pinned(p, t, now, be_slice_ns, false);
+		else if (slo)
 			enqueue_pinned(p, t, deadline, slo_slice(slo), true);
 		else
 			enqueue_pinned(p, t, now + be_bound_ns, be_slice_ns, false);
