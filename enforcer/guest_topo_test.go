@@ -209,8 +209,15 @@ func TestGuestTopoCpusetVictims(t *testing.T) {
 			t.Fatalf("scheduler stats have no %q (renamed? this test counts remote preemption kicks with it): %v", k, before)
 		}
 	}
-	hog := startOn(t, "hog", pod, "0", map[string]string{"RUN_FOR": "2s"})
-	probe := startOn(t, "probe", pod, "0", map[string]string{"RUN_FOR": "2s", "PROBE_PERIOD": "2ms", "PROBE_WORK": "100us"})
+	// Confine the pod with cpuset, as the static CPU manager does, so
+	// every task of it (launcher included) is allowed on CPU 0 only from
+	// its first wakeup.
+	if err := os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+cpuset"), 0o644); err != nil {
+		t.Fatalf("enabling the cpuset controller: %v", err)
+	}
+	pod.set(t, "cpuset.cpus", "0")
+	hog := start(t, "hog", pod, map[string]string{"RUN_FOR": "2s"})
+	probe := start(t, "probe", pod, map[string]string{"RUN_FOR": "2s", "PROBE_PERIOD": "2ms", "PROBE_WORK": "100us"})
 	var rep workload.ProbeReport
 	if err := probe.wait(&rep); err != nil {
 		t.Fatal(err)
@@ -277,9 +284,9 @@ func TestGuestTopoHotplug(t *testing.T) {
 // spins 5 ms, starting on CPU 1. The RT task preempts it, and the kernel
 // leaves it in CPU 1's local queue; without ops.cpu_release nobody moves
 // it, so it waits out the RT burst there, period after period, while CPU
-// 2 idles. With cpu_release it is re-enqueued and runs on CPU 2 at once
-// and stays there. Bound: the probe finishes its 5 ms within 15 ms of
-// its slot in 90% of periods (stranded it takes ~30 ms).
+// 2 idles. Handed back (cpu_release before 7.1, SCX_ENQ_IMMED since),
+// it is re-enqueued and runs on CPU 2. Bound: at most a quarter of the
+// periods end on CPU 1.
 func TestGuestTopoRTStrand(t *testing.T) {
 	inGuest(t)
 	n := needCPUs(t, 3)
@@ -300,8 +307,12 @@ func TestGuestTopoRTStrand(t *testing.T) {
 	if rep.N < 10 {
 		t.Fatalf("probe ran only %d periods", rep.N)
 	}
-	if rep.P90Ns > int64(15*time.Millisecond) {
-		t.Errorf("probe finished 5 ms of work %s after its slot (p90), want ≤ 15 ms: it waited behind the RT task in CPU 1's local queue while CPU 2 was free", time.Duration(rep.P90Ns))
+	// Stranded, the probe finishes on CPU 1 after every RT burst. Handed
+	// back, it moves to CPU 2 and finishes there; how soon is not a
+	// useful bound here: single-threaded TCG delivers the kick to CPU 2
+	// only when it switches vCPUs, which a spinning RT task delays.
+	if frac := float64(rep.OnFirst) / float64(rep.N); frac > 0.25 {
+		t.Errorf("%d of %d periods ended on CPU 1 (the RT task's), want at most 25%%: the probe waited behind the RT task in CPU 1's local queue while CPU 2 was free (p90 %s after its slot)", rep.OnFirst, rep.N, time.Duration(rep.P90Ns))
 	}
 }
 
