@@ -3,7 +3,7 @@
 //
 // Typical use by the exporter:
 //
-//	e, err := enforcer.New(enforcer.Options{Logger: logger, OnAttach: kickSLOSync})
+//	e, err := enforcer.New(enforcer.Options{Logger: logger, OnChange: followMode})
 //	if err != nil { ... }
 //	if err := e.Start(ctx); err != nil { ... } // first attach (or re-adoption) happened
 //	defer e.Stop()                             // detaches unless KeepPinned

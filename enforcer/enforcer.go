@@ -38,9 +38,13 @@ type Options struct {
 	Poll time.Duration
 	// SchedExtDir is /sys/kernel/sched_ext unless a test says otherwise.
 	SchedExtDir string
-	// OnAttach runs after every successful attach or adoption, e.g. to
-	// resync the slos map into the new maps right away.
-	OnAttach func(slomaps.Maps)
+	// OnChange is the one notification of who judges deadlines: it runs
+	// after every successful attach or adoption (attached true, with the
+	// scheduler's maps, e.g. to fill their slos map at once) and after
+	// every detach, ejection or guard trip (attached false, zero Maps). It
+	// runs on the goroutine that saw the change, outside the enforcer's
+	// lock; keep it short.
+	OnChange func(m slomaps.Maps, attached bool)
 	// Shared, if its SLOs and Overload are set (e.g. the observe-mode
 	// tracer's maps), makes the scheduler use those two maps instead of
 	// its own: one slos map to keep in sync, and one overload array whose
@@ -49,8 +53,9 @@ type Options struct {
 	// wait). Not applied when re-adopting a pinned scheduler, which keeps
 	// the maps it was loaded with.
 	Shared slomaps.Maps
-	// Guard, if set, detaches the scheduler for good when SLO attainment
-	// falls below the observe-mode baseline for a sustained window.
+	// Guard, if set, measures SLO attainment in observe mode before the
+	// first attach and detaches the scheduler for good when attainment
+	// falls below that baseline for a sustained window.
 	Guard  *Guard
 	Logger log.Logger
 }
@@ -65,6 +70,11 @@ type Enforcer struct {
 	mu       sync.Mutex
 	cur      *instance // nil while not attached
 	lastExit ExitInfo  // recorded at the last ejection
+
+	// baseline is the observe-mode attainment the guard holds the
+	// scheduler to; set by Start before the watcher runs.
+	baseline   float64
+	guardArmed bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -118,15 +128,36 @@ func New(opts Options) (*Enforcer, error) {
 	return &Enforcer{opts: opts, spec: spec, layout: layout, metrics: newMetrics()}, nil
 }
 
-// Start attaches the scheduler (or re-adopts a pinned one that is still
-// enabled) and keeps watching it until Stop or ctx ends. It returns the
-// first attach's error; the exporter then keeps observing.
+// Start re-adopts a pinned scheduler that is still enabled, or measures
+// the guard's observe-mode baseline (Guard.BaselineFor, if a Guard is
+// set) and then attaches; afterwards it keeps watching the scheduler
+// until Stop or ctx ends. It returns the first attach's error (ctx's if it
+// ends during the baseline); the exporter then keeps observing.
 func (e *Enforcer) Start(ctx context.Context) error {
 	if e.done != nil {
 		return errors.New("enforcer: already started")
 	}
-	if err := e.adoptOrAttach(); err != nil {
-		return err
+	if !e.adoptPinned() {
+		if g := e.opts.Guard; g != nil {
+			level.Info(e.opts.Logger).Log("msg", "measuring observe-mode SLO attainment before attaching", "for", g.BaselineFor)
+			att, ok, err := g.measureBaseline(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case err != nil:
+				level.Warn(e.opts.Logger).Log("msg", "no observe-mode baseline; the attainment guard is off", "err", err)
+			case ok:
+				level.Info(e.opts.Logger).Log("msg", "observe-mode baseline", "attainment", att)
+				e.baseline, e.guardArmed = att, true
+			default:
+				level.Info(e.opts.Logger).Log("msg", "too few judged wakeups for a baseline; the attainment guard is off", "min", g.MinJudged)
+			}
+		}
+		if err := e.attach(); err != nil {
+			return err
+		}
+	} else if e.opts.Guard != nil {
+		level.Info(e.opts.Logger).Log("msg", "re-adopted scheduler: no observe-mode baseline to hold it to; the attainment guard is off")
 	}
 	ctx, e.cancel = context.WithCancel(ctx)
 	e.done = make(chan struct{})
@@ -151,13 +182,16 @@ func (e *Enforcer) Stop() {
 		e.cancel()
 		<-e.done
 	}
+	// No OnChange: the owner is the one stopping us, and with KeepPinned
+	// the scheduler is still attached, only no longer ours.
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.cur == nil {
+	cur := e.cur
+	e.cur = nil
+	e.mu.Unlock()
+	if cur == nil {
 		return
 	}
-	e.cur.close()
-	e.cur = nil
+	cur.close()
 	if e.opts.KeepPinned {
 		level.Info(e.opts.Logger).Log("msg", "leaving the scheduler attached (pinned)", "pin_dir", e.opts.PinDir)
 		return
@@ -213,14 +247,16 @@ func (e *Enforcer) LastExit() ExitInfo {
 	return e.lastExit
 }
 
-func (e *Enforcer) adoptOrAttach() error {
+// adoptPinned takes over a pinned scheduler that is still enabled and
+// reports whether it did; unusable pins are removed.
+func (e *Enforcer) adoptPinned() bool {
 	in, err := adopt(e.opts.PinDir)
 	switch {
 	case err == nil:
 		if e.enabled(in) {
 			level.Info(e.opts.Logger).Log("msg", "re-adopted the pinned scheduler", "pin_dir", e.opts.PinDir)
 			e.setCurrent(in)
-			return nil
+			return true
 		}
 		level.Warn(e.opts.Logger).Log("msg", "pinned scheduler is no longer enabled; replacing it", "pin_dir", e.opts.PinDir)
 		in.close()
@@ -230,7 +266,7 @@ func (e *Enforcer) adoptOrAttach() error {
 		level.Warn(e.opts.Logger).Log("msg", "ignoring unusable pins", "pin_dir", e.opts.PinDir, "err", err)
 		unpin(e.opts.PinDir)
 	}
-	return e.attach()
+	return false
 }
 
 func (e *Enforcer) attach() error {
@@ -256,13 +292,21 @@ func (e *Enforcer) attach() error {
 	return nil
 }
 
-func (e *Enforcer) setCurrent(in *instance) {
+// setCurrent makes in (nil: none) the attached instance, returns the one
+// it replaces and tells OnChange when attachment changed.
+func (e *Enforcer) setCurrent(in *instance) (prev *instance) {
 	e.mu.Lock()
-	e.cur = in
+	prev, e.cur = e.cur, in
 	e.mu.Unlock()
-	if e.opts.OnAttach != nil {
-		e.opts.OnAttach(in.slomaps())
+	if e.opts.OnChange == nil || (prev == nil && in == nil) {
+		return prev
 	}
+	if in != nil {
+		e.opts.OnChange(in.slomaps(), true)
+	} else {
+		e.opts.OnChange(slomaps.Maps{}, false)
+	}
+	return prev
 }
 
 // enabled: the kernel runs a scheduler named like ours and ours has not
@@ -293,7 +337,7 @@ func (e *Enforcer) watch(ctx context.Context) {
 	since := time.Now()
 	var retryAt time.Time
 	var guardC <-chan time.Time
-	if e.opts.Guard != nil {
+	if e.guardArmed {
 		gt := time.NewTicker(e.opts.Guard.Window)
 		defer gt.Stop()
 		guardC = gt.C
@@ -363,9 +407,9 @@ func (e *Enforcer) ejected(in *instance) (reattach bool) {
 	}
 	reattach = info.Kind != "unreg"
 	e.mu.Lock()
-	e.cur = nil
 	e.lastExit = info
 	e.mu.Unlock()
+	e.setCurrent(nil)
 	e.metrics.exits.WithLabelValues(info.Kind).Inc()
 	if reattach {
 		level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
@@ -399,10 +443,7 @@ func (e *Enforcer) checkGuard(gs *guardState) bool {
 		*gs = guardState{}
 		return false
 	}
-	baseline, ok := g.Baseline()
-	if !ok {
-		return false
-	}
+	baseline := e.baseline
 	judged, missed, err := sloTotals(cur.slomaps())
 	if err != nil {
 		level.Warn(e.opts.Logger).Log("msg", "attainment guard: reading SLO stats", "err", err)
@@ -418,9 +459,7 @@ func (e *Enforcer) checkGuard(gs *guardState) bool {
 	level.Warn(e.opts.Logger).Log("msg", "SLO attainment with the scheduler is below the observe-mode baseline; detaching for good",
 		"attainment", att, "baseline", baseline, "margin", g.Margin, "windows", gs.bad, "window", g.Window)
 	e.metrics.guard.Inc()
-	e.mu.Lock()
-	e.cur = nil
-	e.mu.Unlock()
+	e.setCurrent(nil)
 	cur.close()
 	unpin(e.opts.PinDir)
 	return true

@@ -23,8 +23,9 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{Options{PinDir: "relative/pins"}, `PinDir "relative/pins"`},
 		{Options{Backoff: -time.Second}, "Backoff -1s"},
 		{Options{Poll: -time.Millisecond}, "Poll -1ms"},
-		{Options{Guard: &Guard{}}, "Guard.Baseline is nil"},
-		{Options{Guard: &Guard{Baseline: func() (float64, bool) { return 1, true }, Margin: 2}}, "margin 2"},
+		{Options{Guard: &Guard{}}, "Guard.Observe needs"},
+		{Options{Guard: &Guard{Margin: 2}}, "margin 2"},
+		{Options{Guard: &Guard{BaselineFor: -time.Second}}, "baseline -1s"},
 	} {
 		_, err := New(tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

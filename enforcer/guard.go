@@ -1,37 +1,46 @@
 package enforcer
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
-// Guard is the attainment guard: if SLO attainment with the scheduler
-// attached stays below the observe-mode baseline for a sustained window,
-// the enforcer detaches and stays detached (the exporter keeps observing).
+// Guard is the attainment guard. Before the first attach, Start watches
+// deadlines being judged without the scheduler (in Observe, the
+// observe-mode tracer's maps) for BaselineFor; that attainment is the
+// baseline. If attainment with the scheduler attached then stays below the
+// baseline for Sustain windows in a row, the enforcer detaches and stays
+// detached (the exporter keeps observing). A re-adopted scheduler has no
+// baseline, so the guard stays off for it.
 //
-// Attainment is met/judged wakeups summed over every cgroup with an SLO,
-// the same numbers the slo collector exports, taken per Window from the
-// scheduler's own maps.
+// Attainment is met/judged wakeups summed over every cgroup in the SLO
+// map, the same numbers the slo collector exports: one sum (sloTotals)
+// for the baseline and for every window, one floor (MinJudged) below
+// which neither says anything.
 type Guard struct {
-	// Baseline returns attainment measured in observe mode before the
-	// scheduler was attached; ok=false disables the guard (no baseline yet).
-	Baseline func() (attainment float64, ok bool)
-	Window   time.Duration // default 1 minute
-	Sustain  int           // consecutive bad windows before detaching; default 3
-	Margin   float64       // tolerated shortfall, e.g. 0.005; default 0
-	// MinJudged ignores windows with fewer judged wakeups (too little data);
+	Observe     slomaps.Maps  // where deadlines are judged without the scheduler
+	BaselineFor time.Duration // how long to observe before attaching; default 10 s
+	Window      time.Duration // default 1 minute
+	Sustain     int           // consecutive bad windows before detaching; default 3
+	Margin      float64       // tolerated shortfall, e.g. 0.005; default 0
+	// MinJudged: a baseline or window with fewer judged wakeups is too
+	// little data (no baseline: the guard is off; a window: ignored);
 	// default 100.
 	MinJudged uint64
 }
 
 func (g *Guard) validate() error {
-	if g.Baseline == nil {
-		return fmt.Errorf("enforcer: Guard.Baseline is nil")
+	if g.BaselineFor < 0 || g.Window < 0 || g.Sustain < 0 || g.Margin < 0 || g.Margin >= 1 {
+		return fmt.Errorf("enforcer: Guard baseline %s, window %s, sustain %d, margin %v: want non-negative values and margin < 1", g.BaselineFor, g.Window, g.Sustain, g.Margin)
 	}
-	if g.Window < 0 || g.Sustain < 0 || g.Margin < 0 || g.Margin >= 1 {
-		return fmt.Errorf("enforcer: Guard window %s, sustain %d, margin %v: want non-negative values and margin < 1", g.Window, g.Sustain, g.Margin)
+	if g.Observe.SLOs == nil || g.Observe.Stats == nil {
+		return fmt.Errorf("enforcer: Guard.Observe needs the observe-mode SLOs and Stats maps")
+	}
+	if g.BaselineFor == 0 {
+		g.BaselineFor = 10 * time.Second
 	}
 	if g.Window == 0 {
 		g.Window = time.Minute
@@ -72,6 +81,30 @@ func (s *guardState) observe(g *Guard, judged, missed uint64, baseline float64) 
 		s.bad = 0
 	}
 	return s.bad >= g.Sustain, attainment, true
+}
+
+// measureBaseline watches Observe for BaselineFor and returns the SLO
+// attainment there; ok is false with fewer than MinJudged judged wakeups.
+func (g *Guard) measureBaseline(ctx context.Context) (attainment float64, ok bool, err error) {
+	j0, m0, err := sloTotals(g.Observe)
+	if err != nil {
+		return 0, false, fmt.Errorf("attainment guard baseline: %w", err)
+	}
+	t := time.NewTimer(g.BaselineFor)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return 0, false, ctx.Err()
+	case <-t.C:
+	}
+	j1, m1, err := sloTotals(g.Observe)
+	if err != nil {
+		return 0, false, fmt.Errorf("attainment guard baseline: %w", err)
+	}
+	if j1 < j0 || m1 < m0 || j1-j0 < g.MinJudged {
+		return 0, false, nil
+	}
+	return 1 - float64(m1-m0)/float64(j1-j0), true, nil
 }
 
 // sloTotals sums judged and missed wakeups over cgroups that have an SLO.

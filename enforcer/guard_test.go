@@ -6,10 +6,7 @@ import (
 )
 
 func TestGuardStateTripsAfterSustainedShortfall(t *testing.T) {
-	g := &Guard{Baseline: func() (float64, bool) { return 0.99, true }, Sustain: 2, Margin: 0.01}
-	if err := g.validate(); err != nil {
-		t.Fatal(err)
-	}
+	g := &Guard{Sustain: 2, Margin: 0.01, MinJudged: 100}
 	var s guardState
 	steps := []struct {
 		judged, missed uint64
@@ -30,10 +27,7 @@ func TestGuardStateTripsAfterSustainedShortfall(t *testing.T) {
 }
 
 func TestGuardStateResetsOnNewMapsAndGoodWindows(t *testing.T) {
-	g := &Guard{Baseline: func() (float64, bool) { return 0.99, true }, Sustain: 2}
-	if err := g.validate(); err != nil {
-		t.Fatal(err)
-	}
+	g := &Guard{Sustain: 2, MinJudged: 100}
 	var s guardState
 	s.observe(g, 1000, 0, 0.99)
 	if trip, _, _ := s.observe(g, 2000, 500, 0.99); trip {
@@ -56,8 +50,9 @@ func TestGuardStateResetsOnNewMapsAndGoodWindows(t *testing.T) {
 func TestGuardValidate(t *testing.T) {
 	for _, g := range []Guard{
 		{},
-		{Baseline: func() (float64, bool) { return 1, true }, Margin: 1.5},
-		{Baseline: func() (float64, bool) { return 1, true }, Window: -time.Second},
+		{Margin: 1.5},
+		{Window: -time.Second},
+		{BaselineFor: -time.Second},
 	} {
 		if err := g.validate(); err == nil {
 			t.Errorf("validate(%+v) = nil, want an error", g)

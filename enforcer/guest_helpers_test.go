@@ -23,7 +23,13 @@ type cgroup struct {
 
 func newCgroup(t *testing.T, name string) *cgroup {
 	t.Helper()
-	p := filepath.Join("/sys/fs/cgroup", name)
+	return newCgroupUnder(t, "/sys/fs/cgroup", name)
+}
+
+// newCgroupUnder makes cgroup name below the cgroup2 mount root.
+func newCgroupUnder(t *testing.T, root, name string) *cgroup {
+	t.Helper()
+	p := filepath.Join(root, name)
 	if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
 		t.Fatal(err)
 	}

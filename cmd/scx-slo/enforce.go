@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -35,104 +37,159 @@ func addEnforceFlags(cmd *kingpin.CmdClause, f *enforceFlags) {
 	cmd.Flag("enforce.pin-dir", "bpffs directory for the scheduler's pinned link and maps.").Default(enforcer.DefaultPinDir).StringVar(&f.pinDir)
 }
 
+func (f *enforceFlags) validate() error {
+	if f.guardBaseline < 0 {
+		return fmt.Errorf("--enforce.guard-baseline=%s: must not be negative (0 disables the guard)", f.guardBaseline)
+	}
+	if f.guardWindow <= 0 {
+		return fmt.Errorf("--enforce.guard-window=%s: must be positive", f.guardWindow)
+	}
+	return nil
+}
+
 // enforcerState is what the exporter knows of enforcement; it is also the
 // collector of the scx_slo_enforcer_* metrics.
 type enforcerState struct {
 	requested                   bool
-	reason                      string // why enforcement is off, "" while attached
-	backend                     enforcerBackend
+	enf                         *enforcer.Enforcer // nil when not enforcing
+	logger                      log.Logger
 	requestedDesc, attachedDesc *prometheus.Desc
+
+	mu       sync.Mutex
+	starting bool   // Start (guard baseline, then attach) still running
+	failed   bool   // Start failed: observing for good
+	reason   string // why enforcement is off, when it is
 }
 
-// enforcerBackend is the loaded scheduler's side; nil when not enforcing.
-type enforcerBackend interface {
-	prometheus.Collector
-	Maps() (slomaps.Maps, bool)
-	Attached() bool
-	Stop()
-}
-
-func newEnforcerState(requested bool) *enforcerState {
-	return &enforcerState{
-		requested:     requested,
+// newEnforcerState prepares the scheduler if --enforce was given and the
+// kernel is compatible (run attaches it); otherwise it removes a pinned
+// one (--enforce=false is the rollback). It never fails the exporter:
+// enforcement problems leave it observing, with the reason in logs, status
+// and metrics. onChange hears of every attach and detach.
+func newEnforcerState(f *enforceFlags, node *collector.Node, onChange func(slomaps.Maps, bool), logger log.Logger) *enforcerState {
+	e := &enforcerState{
+		requested:     f.on,
+		logger:        logger,
 		reason:        "off (observe mode)",
 		requestedDesc: prometheus.NewDesc("scx_slo_enforcer_requested", "1 if --enforce was given.", nil, nil),
 		attachedDesc:  prometheus.NewDesc("scx_slo_enforcer_attached", "1 while the scx-slo scheduler is attached.", nil, nil),
 	}
-}
-
-// start attaches the scheduler if --enforce was given and the kernel is
-// compatible; otherwise it removes a pinned one (--enforce=false is the
-// rollback). It never fails the exporter: enforcement problems leave it
-// observing, with the reason in logs, status and metrics.
-func (e *enforcerState) start(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps)) {
 	if !f.on {
 		releasePinned(f, logger)
-		return
+		return e
 	}
+	if why := incompatible(node, logger); len(why) > 0 {
+		e.reason = "kernel incompatible: " + strings.Join(why, "; ")
+		level.Warn(logger).Log("msg", "--enforce given but this kernel cannot run the scheduler; observing only", "reasons", strings.Join(why, "; "))
+		return e
+	}
+	opts := enforcer.Options{
+		PinDir: f.pinDir, Partial: f.partial, KeepPinned: f.keepPinned,
+		OnChange: onChange, Logger: log.With(logger, "component", "enforcer"),
+	}
+	if t := node.Tracer; t != nil {
+		// One slos map and one overload array for both programs: the
+		// published pins stay put when the scheduler attaches.
+		tm := t.Maps()
+		opts.Shared = slomaps.Maps{SLOs: tm.SLOs, Overload: tm.Overload}
+		if f.guardBaseline > 0 {
+			opts.Guard = &enforcer.Guard{Observe: tm, BaselineFor: f.guardBaseline, Window: f.guardWindow}
+		}
+	}
+	enf, err := enforcer.New(opts)
+	if err != nil {
+		e.reason = "load failed: " + err.Error()
+		level.Error(logger).Log("msg", "could not prepare the scheduler; observing only", "err", err)
+		return e
+	}
+	e.enf, e.starting = enf, true
+	return e
+}
+
+// incompatible lists why this kernel and hierarchy cannot run the
+// scheduler (nothing when they can).
+func incompatible(node *collector.Node, logger log.Logger) []string {
 	capab, err := scxcap.Probe(node.ScxPaths)
 	if err != nil {
 		level.Warn(logger).Log("msg", "reading sched_ext state", "err", err)
 	}
-	ok, why := capab.Compatible()
+	_, why := capab.Compatible()
 	if !node.Hierarchy.V2 {
 		// The scheduler reads cgroup2 ids (p->cgroups->dfl_cgrp); SLOs keyed
 		// by v1 cpu-hierarchy ids would never match.
-		ok, why = false, append(why, "the scheduler needs cgroup2, but latency is charged to "+node.Hierarchy.String()+" (use --cgroup.hierarchy=v2)")
+		why = append(why, "the scheduler needs cgroup2, but latency is charged to "+node.Hierarchy.String()+" (use --cgroup.hierarchy=v2)")
 	}
-	if !ok {
-		e.reason = "kernel incompatible: " + strings.Join(why, "; ")
-		level.Warn(logger).Log("msg", "--enforce given but this kernel cannot run the scheduler; observing only", "reasons", strings.Join(why, "; "))
+	return why
+}
+
+// run re-adopts a pinned scheduler or measures the guard baseline and
+// attaches; it returns once that is done (or ctx ended), while the
+// enforcer keeps watching in the background until stop.
+func (e *enforcerState) run(ctx context.Context) {
+	if e.enf == nil {
 		return
 	}
-	guard := guardFromBaseline(ctx, f, node, logger)
-	b, err := newEnforcerBackend(ctx, f, node, logger, onAttach, guard)
-	if err != nil {
-		e.reason = "load failed: " + err.Error()
-		level.Error(logger).Log("msg", "could not start the scheduler; observing only", "err", err)
-		return
+	err := e.enf.Start(ctx)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.starting = false
+	if err != nil && ctx.Err() == nil {
+		e.failed, e.reason = true, "load failed: "+err.Error()
+		level.Error(e.logger).Log("msg", "could not start the scheduler; observing only", "err", err)
 	}
-	e.backend = b
 }
 
 func (e *enforcerState) maps() (slomaps.Maps, bool) {
-	if e.backend == nil {
+	if e.enf == nil {
 		return slomaps.Maps{}, false
 	}
-	return e.backend.Maps()
+	return e.enf.Maps()
 }
 
-func (e *enforcerState) attached() bool { return e.backend != nil && e.backend.Attached() }
+func (e *enforcerState) attached() bool { return e.enf != nil && e.enf.Attached() }
 
 func (e *enforcerState) describe() string {
-	switch {
-	case e.attached():
+	if e.attached() {
 		return "attached"
-	case e.backend != nil:
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.enf != nil && e.starting:
+		return "starting (guard baseline, then attach)"
+	case e.enf != nil && !e.failed:
 		return "requested, not attached (see logs and scx_slo_enforcer_exits_total)"
 	}
 	return e.reason
 }
 
 func (e *enforcerState) stop() {
-	if e.backend != nil {
-		e.backend.Stop()
+	if e.enf != nil {
+		e.enf.Stop()
+	}
+}
+
+// releasePinned detaches a scheduler left pinned by an earlier run, so that
+// restarting with --enforce=false is the one-line rollback.
+func releasePinned(f *enforceFlags, logger log.Logger) {
+	if err := enforcer.Detach(f.pinDir); err != nil {
+		level.Warn(logger).Log("msg", "removing a pinned scheduler", "pin_dir", f.pinDir, "err", err)
 	}
 }
 
 func (e *enforcerState) Describe(ch chan<- *prometheus.Desc) {
 	ch <- e.requestedDesc
 	ch <- e.attachedDesc
-	if e.backend != nil {
-		e.backend.Describe(ch)
+	if e.enf != nil {
+		e.enf.Describe(ch)
 	}
 }
 
 func (e *enforcerState) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(e.requestedDesc, prometheus.GaugeValue, b2f(e.requested))
 	ch <- prometheus.MustNewConstMetric(e.attachedDesc, prometheus.GaugeValue, b2f(e.attached()))
-	if e.backend != nil {
-		e.backend.Collect(ch)
+	if e.enf != nil {
+		e.enf.Collect(ch)
 	}
 }
 

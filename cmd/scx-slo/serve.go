@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/cilium/ebpf"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,13 +77,26 @@ func registerServe(app *kingpin.Application) {
 	cmd.Action(func(*kingpin.ParseContext) error { return serve(f) })
 }
 
-// staticConfig stands in for the watcher when no SLO file is given.
-type staticConfig struct{}
+// staticConfig stands in for the watcher when no SLO file is given; it
+// answers SIGHUP with a log line (there is nothing to reload).
+type staticConfig struct {
+	hup    <-chan os.Signal
+	logger log.Logger
+}
 
 func (staticConfig) Current() *sloconfig.Config           { return nil }
 func (staticConfig) LastReload() (bool, time.Time, error) { return true, time.Time{}, nil }
 func (staticConfig) Subscribe() <-chan *sloconfig.Config  { return nil }
-func (staticConfig) Run(ctx context.Context) error        { <-ctx.Done(); return nil }
+func (c staticConfig) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.hup:
+			level.Info(c.logger).Log("msg", "SIGHUP: no --slo.config-file to reload")
+		}
+	}
+}
 
 type configSource interface {
 	collector.ConfigSource
@@ -93,143 +105,70 @@ type configSource interface {
 }
 
 func serve(f *serveFlags) error {
-	if os.Getenv("GOGC") == "" {
-		// Each scrape builds every cgroup's histogram afresh: collecting
-		// twice as often as Go's default keeps a 1,000-cgroup node under
-		// 40 MB RSS for no measurable CPU (see BenchmarkExporterFootprint).
-		debug.SetGCPercent(50)
-	}
-	logger := logging.New(f.log)
-	level.Info(logger).Log("msg", "starting scx-slo", "version", version.Info())
-	if f.resync <= 0 {
-		return fmt.Errorf("--slo.resync-interval=%s: must be positive", f.resync)
-	}
-
+	// Signals before anything else: a SIGTERM or SIGHUP during start-up
+	// (which can last --enforce.guard-baseline) is handled, never fatal.
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
+	tuneGC()
+	logger := logging.New(f.log)
+	level.Info(logger).Log("msg", "starting scx-slo", "version", version.Info())
+	if err := f.validate(); err != nil {
+		return err
+	}
 	hier, err := cgroupfs.Detect(f.cgroupfs, f.hierarchy)
 	if err != nil {
 		return err
 	}
 	level.Info(logger).Log("msg", "charging latency to cgroups", "hierarchy", hier)
-
-	var cfg configSource = staticConfig{}
-	if f.sloFile != "" {
-		w, err := sloconfig.NewWatcher(f.sloFile, logger, sloconfig.WithSIGHUP())
-		if err != nil {
-			return err
-		}
-		cfg = w
-	}
-
-	node := &collector.Node{
-		Hierarchy: hier,
-		Config:    cfg,
-		ScxPaths:  scxcap.Paths{SchedExt: filepath.Join(f.sysfs, "kernel/sched_ext"), BTF: filepath.Join(f.sysfs, "kernel/btf/vmlinux")},
-		Logger:    logger,
-	}
-	if collector.Enabled("runqueue") || collector.Enabled("slo") || f.enforce.on {
-		t, err := runqueue.Load(runqueue.Options{Hierarchy: hier, MaxCgroups: f.maxCgroups})
-		if err != nil {
-			return fmt.Errorf("%w (observe mode needs BPF tracepoints: run as root on a kernel with BTF, or pass --no-collector.runqueue --no-collector.slo)", err)
-		}
-		defer t.Close()
-		node.Tracer = t
-	}
-
-	kick := make(chan struct{}, 1)
-	kickSync := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	enf := newEnforcerState(f.enforce.on)
-	node.Scheduler = enf.maps
-
-	targets := func() []slomaps.Maps {
-		var out []slomaps.Maps
-		if node.Tracer != nil {
-			out = append(out, node.Tracer.Maps())
-		}
-		if m, ok := enf.maps(); ok {
-			out = append(out, m)
-		}
-		return out
-	}
-	var sweepers []func(func(uint64) bool) error
-	if node.Tracer != nil {
-		sweepers = append(sweepers, node.Tracer.DeletePreemptions)
-	}
-	var generation func() (uint64, error)
-	if node.Tracer != nil {
-		generation = node.Tracer.CgroupGeneration
-	}
-	node.Sync = slosync.New(slosync.Options{
-		Hierarchy: hier, Config: cfg.Current, Targets: targets, Sweepers: sweepers,
-		IdleClear: f.idleClear, Generation: generation, Logger: logger,
-	})
-	if err := node.Sync.Sync(); err != nil {
-		level.Warn(logger).Log("msg", "first SLO sync incomplete", "err", err)
-	}
-	// Attach only now: the tracer's SLO map is filled, so the guard can
-	// measure its observe-mode baseline first.
-	enf.start(ctx, &f.enforce, node, logger, func(slomaps.Maps) { kickSync() })
-
-	exp, err := collector.New(node)
+	cfg, err := newConfigSource(f.sloFile, hup, logger)
 	if err != nil {
 		return err
 	}
-	level.Info(logger).Log("msg", "enabled collectors", "collectors", fmt.Sprint(exp.Names()))
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(exp, versioncollector.NewCollector("scx_slo"), modeCollector(enf), enf)
-	if !f.noExporterMetric {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node, closeNode, err := newNode(f, hier, cfg, logger)
+	if err != nil {
+		return err
 	}
+	defer closeNode()
+
+	kick, kicked := newKicker()
+	pub := newPublisher(f.overloadPinDir, logger)
+	mode := &modeFollower{node: node, pub: pub, kick: kick, logger: logger}
+	enf := newEnforcerState(&f.enforce, node, mode.follow, logger)
+	node.Scheduler = enf.maps
+	node.Sync = newSyncer(f, node, enf, cfg, logger)
+	// In observe mode until the scheduler says otherwise: publish the
+	// tracer's maps and let it judge deadlines.
+	mode.follow(slomaps.Maps{}, false)
+	if pub != nil {
+		defer pub.Close()
+	}
+
+	reg, err := newRegistry(f, node, enf, logger)
+	if err != nil {
+		return err
+	}
+	status := newStatusSource(node, enf, cfg)
+	srv, served := startHTTP(f, reg, status, logger)
 
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); followMode(ctx, node, enf, f.overloadPinDir, kickSync, logger) }()
-	if f.overloadPinDir != "" {
-		defer overload.Unpublish(f.overloadPinDir)
+	for _, run := range []func(){
+		func() { _ = cfg.Run(ctx) },
+		func() { applyConfigs(ctx, cfg, kick, logger) },
+		func() { node.Sync.Run(ctx.Done(), f.resync, kicked) },
+		func() { status.sample(ctx) },
+		// Baseline and attach run while we already serve.
+		func() { enf.run(ctx) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
 	}
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = cfg.Run(ctx) }()
-	go func() {
-		defer wg.Done()
-		subs := cfg.Subscribe()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case c, ok := <-subs:
-				if !ok {
-					subs = nil
-					continue
-				}
-				level.Info(logger).Log("msg", "SLO config applied", "slos", len(c.SLOs))
-				kickSync()
-			}
-		}
-	}()
-	go func() { defer wg.Done(); node.Sync.Run(ctx.Done(), f.resync, kick) }()
-	status := newStatusSource(node, enf, cfg)
-	wg.Add(1)
-	go func() { defer wg.Done(); status.sample(ctx) }()
-
-	mux := http.NewServeMux()
-	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, Registry: reg}))
-	mux.HandleFunc("/status", status.serveJSON)
-	mux.HandleFunc("/overload", status.serveOverload)
-	mux.HandleFunc("/", status.serveLanding(f.metricsPath))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, f.web, logging.Slog(logger)) }()
 
 	select {
-	case err = <-errc:
+	case err = <-served:
 		cancel()
 	case <-ctx.Done():
 		level.Info(logger).Log("msg", "shutting down")
@@ -245,41 +184,196 @@ func serve(f *serveFlags) error {
 	return err
 }
 
-// followMode keeps everything that depends on who judges deadlines in
-// step with the scheduler: the published overload pins point at the
-// authoritative maps (the scheduler's while attached, new ones after each
-// re-attach), and the tracer stops judging while the scheduler does it.
-func followMode(ctx context.Context, node *collector.Node, enf *enforcerState, pinDir string, kickSync func(), logger log.Logger) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	var published *ebpf.Map
-	first, was := true, false
+func (f *serveFlags) validate() error {
+	if f.resync <= 0 {
+		return fmt.Errorf("--slo.resync-interval=%s: must be positive", f.resync)
+	}
+	return f.enforce.validate()
+}
+
+// tuneGC: each scrape builds every cgroup's histogram afresh; collecting
+// twice as often as Go's default keeps a 1,000-cgroup node under 40 MB
+// RSS for no measurable CPU (see BenchmarkExporterFootprint).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+}
+
+// newConfigSource watches the SLO file (reloading on hup too), or stands
+// in for it when there is none.
+func newConfigSource(path string, hup <-chan os.Signal, logger log.Logger) (configSource, error) {
+	if path == "" {
+		return staticConfig{hup: hup, logger: logger}, nil
+	}
+	w, err := sloconfig.NewWatcher(path, logger, sloconfig.WithReloadSignals(hup))
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// newNode loads the tracer when a collector or the enforcer needs it.
+func newNode(f *serveFlags, hier cgroupfs.Hierarchy, cfg configSource, logger log.Logger) (*collector.Node, func(), error) {
+	node := &collector.Node{
+		Hierarchy: hier,
+		Config:    cfg,
+		ScxPaths:  scxcap.Paths{SchedExt: filepath.Join(f.sysfs, "kernel/sched_ext"), BTF: filepath.Join(f.sysfs, "kernel/btf/vmlinux")},
+		Logger:    logger,
+	}
+	if !collector.Enabled("runqueue") && !collector.Enabled("slo") && !f.enforce.on {
+		return node, func() {}, nil
+	}
+	t, err := runqueue.Load(runqueue.Options{Hierarchy: hier, MaxCgroups: f.maxCgroups})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (observe mode needs BPF tracepoints: run as root on a kernel with BTF, or pass --no-collector.runqueue --no-collector.slo)", err)
+	}
+	node.Tracer = t
+	return node, func() { t.Close() }, nil
+}
+
+// newKicker returns a way to ask for an SLO sync now and the channel the
+// syncer reads those requests from (one pending request is enough).
+func newKicker() (kick func(), kicked <-chan struct{}) {
+	ch := make(chan struct{}, 1)
+	return func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}, ch
+}
+
+// newSyncer writes the SLO config into every program's maps (the
+// tracer's and, while attached, the scheduler's) and runs a first sync so
+// the maps are filled before the scheduler attaches.
+func newSyncer(f *serveFlags, node *collector.Node, enf *enforcerState, cfg configSource, logger log.Logger) *slosync.Syncer {
+	targets := func() []slomaps.Maps {
+		var out []slomaps.Maps
+		if node.Tracer != nil {
+			out = append(out, node.Tracer.Maps())
+		}
+		if m, ok := enf.maps(); ok {
+			out = append(out, m)
+		}
+		return out
+	}
+	opts := slosync.Options{Hierarchy: node.Hierarchy, Config: cfg.Current, Targets: targets, IdleClear: f.idleClear, Logger: logger}
+	if node.Tracer != nil {
+		opts.Sweepers = []func(func(uint64) bool) error{node.Tracer.DeletePreemptions}
+		opts.Generation = node.Tracer.CgroupGeneration
+	}
+	s := slosync.New(opts)
+	if err := s.Sync(); err != nil {
+		level.Warn(logger).Log("msg", "first SLO sync incomplete", "err", err)
+	}
+	return s
+}
+
+// applyConfigs asks for a sync whenever the watcher applied a new config.
+func applyConfigs(ctx context.Context, cfg configSource, kick func(), logger log.Logger) {
+	subs := cfg.Subscribe()
 	for {
-		attached := enf.attached()
-		if m, ok := node.SLOMaps(); ok && pinDir != "" && m.Overload != published {
-			if err := overload.Publish(pinDir, m.SLOs, m.Overload); err != nil {
-				level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
-			}
-			published = m.Overload
-		}
-		if first || attached != was {
-			if node.Tracer != nil {
-				if err := node.Tracer.JudgeSLOs(!attached); err != nil {
-					level.Warn(logger).Log("msg", "switching the tracer's deadline accounting", "err", err)
-				}
-			}
-			if !first {
-				level.Info(logger).Log("msg", "deadline accounting source changed", "scheduler_attached", attached)
-			}
-			kickSync()
-			first, was = false, attached
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case c, ok := <-subs:
+			if !ok {
+				subs = nil
+				continue
+			}
+			level.Info(logger).Log("msg", "SLO config applied", "slos", len(c.SLOs))
+			kick()
 		}
 	}
+}
+
+func newRegistry(f *serveFlags, node *collector.Node, enf *enforcerState, logger log.Logger) (*prometheus.Registry, error) {
+	exp, err := collector.New(node)
+	if err != nil {
+		return nil, err
+	}
+	level.Info(logger).Log("msg", "enabled collectors", "collectors", fmt.Sprint(exp.Names()))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(exp, versioncollector.NewCollector("scx_slo"), modeCollector(enf), enf)
+	if !f.noExporterMetric {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return reg, nil
+}
+
+// startHTTP serves /metrics, /status, /overload and the landing page;
+// served delivers ListenAndServe's result.
+func startHTTP(f *serveFlags, reg *prometheus.Registry, status *statusSource, logger log.Logger) (*http.Server, <-chan error) {
+	mux := http.NewServeMux()
+	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, Registry: reg}))
+	mux.HandleFunc("/status", status.serveJSON)
+	mux.HandleFunc("/overload", status.serveOverload)
+	mux.HandleFunc("/", status.serveLanding(f.metricsPath))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- web.ListenAndServe(srv, f.web, logging.Slog(logger)) }()
+	return srv, served
+}
+
+// newPublisher returns the owner of the overload pins, or nil when not
+// publishing (--overload.pin-dir= or bpffs unusable).
+func newPublisher(dir string, logger log.Logger) *overload.Publisher {
+	if dir == "" {
+		return nil
+	}
+	p, err := overload.NewPublisher(dir)
+	if err != nil {
+		level.Warn(logger).Log("msg", "not publishing overload bits in bpffs; readers must use /overload over HTTP", "err", err)
+		return nil
+	}
+	return p
+}
+
+// modeFollower keeps everything that depends on who judges deadlines in
+// step with the enforcer, which tells it of every change
+// (enforcer.Options.OnChange): the published overload pins point at the
+// authoritative maps, the tracer judges only while the scheduler does
+// not, and the SLO sync runs at once into new maps.
+type modeFollower struct {
+	node   *collector.Node
+	pub    *overload.Publisher // nil: not publishing
+	kick   func()
+	logger log.Logger
+
+	mu      sync.Mutex
+	started bool
+	judging bool // the tracer's setting
+}
+
+// follow is the enforcer's OnChange: sched are the scheduler's maps while
+// attached.
+func (m *modeFollower) follow(sched slomaps.Maps, attached bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	maps := sched
+	if !attached && m.node.Tracer != nil {
+		maps = m.node.Tracer.Maps()
+	}
+	if m.pub != nil && maps.SLOs != nil {
+		repinned, err := m.pub.Publish(maps.SLOs, maps.Overload)
+		if err != nil {
+			level.Warn(m.logger).Log("msg", "publishing the overload bits in bpffs; readers must use /overload over HTTP", "err", err)
+		} else if repinned {
+			level.Debug(m.logger).Log("msg", "published the overload maps", "scheduler_attached", attached)
+		}
+	}
+	if t := m.node.Tracer; t != nil && (!m.started || m.judging != !attached) {
+		if err := t.JudgeSLOs(!attached); err != nil {
+			level.Warn(m.logger).Log("msg", "switching the tracer's deadline accounting", "err", err)
+		}
+		if m.started {
+			level.Info(m.logger).Log("msg", "deadline accounting source changed", "scheduler_attached", attached)
+		}
+		m.judging = !attached
+	}
+	m.started = true
+	m.kick()
 }
 
 // stdLogger adapts go-kit to promhttp's Println logger.

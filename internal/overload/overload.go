@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -35,26 +36,104 @@ const (
 	DefaultDir = "/sys/fs/bpf/scx-slo-state"
 )
 
-// Publish pins slos and overload in dir, replacing stale pins a previous
-// run left behind.
-func Publish(dir string, slos, overload *ebpf.Map) error {
+// Publisher owns the published pins in one directory: the only writer
+// of <dir>/slos and <dir>/overload. The exporter tells it which maps judge
+// deadlines now (the tracer's or the scheduler's) and it re-pins only when
+// those are other maps than the ones published.
+type Publisher struct {
+	dir string
+
+	mu  sync.Mutex
+	ids [2]ebpf.MapID // of the published slos and overload maps
+}
+
+// NewPublisher makes dir (a bpffs directory) if needed; nothing is pinned
+// until Publish.
+func NewPublisher(dir string) (*Publisher, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating pin directory %s: %w (is bpffs mounted at its parent?)", dir, err)
+		return nil, fmt.Errorf("creating pin directory %s: %w (is bpffs mounted at its parent?)", dir, err)
 	}
-	for name, m := range map[string]*ebpf.Map{SLOsPin: slos, OverloadPin: overload} {
-		p := filepath.Join(dir, name)
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("removing stale pin %s: %w", p, err)
+	return &Publisher{dir: dir}, nil
+}
+
+// Publish pins slos and overload unless they are the maps already
+// published, and reports whether it re-pinned. Each pin goes through a
+// handle of its own: cilium/ebpf's Map.Pin on a map it already pinned
+// elsewhere moves that pin, and the enforcer's pins (for
+// --enforce.keep-pinned) must stay where they are. A pin is replaced by a
+// rename, so readers always find one.
+func (p *Publisher) Publish(slos, overload *ebpf.Map) (repinned bool, err error) {
+	ids, err := mapIDs(slos, overload)
+	if err != nil {
+		return false, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ids == p.ids {
+		return false, nil
+	}
+	for _, pin := range []struct {
+		name string
+		m    *ebpf.Map
+	}{{SLOsPin, slos}, {OverloadPin, overload}} {
+		if err := pinAtomically(pin.m, filepath.Join(p.dir, pin.name)); err != nil {
+			p.ids = [2]ebpf.MapID{} // half published: redo both next time
+			return false, err
 		}
-		if err := m.Pin(p); err != nil {
-			return fmt.Errorf("pinning %s: %w", p, err)
+	}
+	p.ids = ids
+	return true, nil
+}
+
+// Close removes the pins (the maps live on while the exporter holds them).
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ids = [2]ebpf.MapID{}
+	return Unpublish(p.dir)
+}
+
+func mapIDs(slos, overload *ebpf.Map) ([2]ebpf.MapID, error) {
+	var ids [2]ebpf.MapID
+	for i, m := range []*ebpf.Map{slos, overload} {
+		info, err := m.Info()
+		if err != nil {
+			return ids, fmt.Errorf("reading map info: %w", err)
 		}
+		id, ok := info.ID()
+		if !ok {
+			return ids, fmt.Errorf("map %s: the kernel reports no id", info.Name)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// pinAtomically pins a fresh handle of m (Clone: not pinned anywhere) at a
+// temporary name and renames it over path. (bpffs refuses names with a
+// dot, hence "_new" rather than a hidden file.)
+func pinAtomically(m *ebpf.Map, path string) error {
+	c, err := m.Clone()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tmp := path + "_new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing stale %s: %w", tmp, err)
+	}
+	if err := c.Pin(tmp); err != nil {
+		return fmt.Errorf("pinning %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("publishing %s: %w", path, err)
 	}
 	return nil
 }
 
-// Unpublish removes the pins (the maps live on while the exporter holds
-// them).
+// Unpublish removes the pins in dir (the maps live on while the exporter
+// holds them).
 func Unpublish(dir string) error {
 	var errs []error
 	for _, name := range []string{SLOsPin, OverloadPin} {

@@ -51,8 +51,18 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// Binary builds ./cmd/scx-slo once per test process, statically.
-func Binary(t testing.TB) string { return BuildPackage(t, "./cmd/scx-slo") }
+// BinaryEnv names a prebuilt scx-slo for Binary to use instead of
+// building one: inside a lab guest there is no Go toolchain.
+const BinaryEnv = "SCX_SLO_BINARY"
+
+// Binary builds ./cmd/scx-slo once per test process, statically, unless
+// $SCX_SLO_BINARY names one already built.
+func Binary(t testing.TB) string {
+	if p := os.Getenv(BinaryEnv); p != "" {
+		return p
+	}
+	return BuildPackage(t, "./cmd/scx-slo")
+}
 
 // BuildPackage builds the main package pkg (relative to the repository
 // root) once per test process, statically, and returns the binary's path.

@@ -331,7 +331,11 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 		}, nil
 	}
 	e, err := enforcer.New(enforcer.Options{MaxReattach: -1, PinDir: "/sys/fs/bpf/labbench",
-		OnAttach: func(m slomaps.Maps) { m.SyncSLOs(slo) }})
+		OnChange: func(m slomaps.Maps, attached bool) {
+			if attached {
+				m.SyncSLOs(slo)
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}

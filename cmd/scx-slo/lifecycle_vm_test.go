@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/scx-slo/scx-slo/enforcer"
+	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/overload"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
+)
+
+// guestExporter is where the lifecycle tests put the real binary in the guest.
+const guestExporter = "/usr/local/bin/scx-slo"
+
+// TestEnforceLifecycleInVM runs the real exporter with --enforce in the
+// sched_ext guest, with the default pin directories, through the moments
+// of its life an operator cares about: start-up (served at once, SIGHUP
+// safe during the guard baseline) and upgrade (--enforce.keep-pinned:
+// SIGTERM or SIGKILL, then a new process re-adopts the scheduler).
+func TestEnforceLifecycleInVM(t *testing.T) {
+	if !labtest.InGuest() {
+		labtest.RunTest(t, lab.Options{
+			Files:   []lab.Copy{{Host: exportertest.Binary(t), Guest: guestExporter}},
+			Env:     map[string]string{exportertest.BinaryEnv: guestExporter},
+			Timeout: 8 * time.Minute,
+		})
+		return
+	}
+	t.Run("ServesDuringGuardBaseline", guestServesDuringGuardBaseline)
+	t.Run("KeepPinnedReadopt", guestKeepPinnedReadopt)
+}
+
+// guestServesDuringGuardBaseline: with a long guard baseline the exporter
+// answers on /metrics before it attaches, and a SIGHUP in that window
+// reloads the config instead of killing the process.
+func guestServesDuringGuardBaseline(t *testing.T) {
+	cg := guestCgroup(t, "baseline")
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	writeSLO(t, cfg, "slos:\n  - cgroup: "+cg.path+"\n    latencyBudget: 2ms\n")
+	e := exportertest.StartNoWait(t, "--enforce", "--enforce.guard-baseline=10m", "--slo.config-file="+cfg)
+	var loaded float64
+	waitExporter(t, e, "a scrape during the guard baseline", time.Minute, func() bool {
+		var ok bool
+		loaded, ok = scrapeValue(e, "scx_slo_config_last_reload_success_timestamp_seconds", nil)
+		return ok && loaded > 0
+	})
+	if s := schedExtFile(t, "state"); s != "disabled" {
+		t.Fatalf("sched_ext state %q during a 10 minute guard baseline, want disabled", s)
+	}
+	if v, _ := scrapeValue(e, "scx_slo_enforcer_requested", nil); v != 1 {
+		t.Errorf("scx_slo_enforcer_requested = %v during the baseline, want 1", v)
+	}
+	// The reload timestamp has a nanosecond resolution: a forced reload
+	// after the first load moves it.
+	if err := e.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitExporter(t, e, "the SIGHUP reload", 30*time.Second, func() bool {
+		v, ok := scrapeValue(e, "scx_slo_config_last_reload_success_timestamp_seconds", nil)
+		return ok && v > loaded
+	})
+	if !strings.Contains(e.Log(), "trigger=signal") {
+		t.Errorf("no signal-triggered reload in the log:\n%s", e.Log())
+	}
+	stopExporter(t, e, syscall.SIGTERM)
+	if s := schedExtFile(t, "state"); s != "disabled" {
+		t.Errorf("sched_ext state %q after stopping during the baseline, want disabled", s)
+	}
+}
+
+// guestKeepPinnedReadopt is the documented upgrade path with default flags:
+// each exporter leaves the scheduler attached when it ends (SIGTERM, then
+// SIGKILL), the next one re-adopts it without a new enable_seq, writes its
+// own SLO config into the scheduler's slos map and publishes that map for
+// readers on the node.
+func guestKeepPinnedReadopt(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	args := []string{"--enforce", "--enforce.keep-pinned", "--slo.config-file=" + cfg}
+	t.Cleanup(func() {
+		if err := enforcer.Detach(enforcer.DefaultPinDir); err != nil {
+			t.Errorf("detaching the pinned scheduler at the end: %v", err)
+		}
+	})
+
+	first := guestCgroup(t, "readopt-0")
+	writeSLO(t, cfg, "slos:\n  - cgroup: "+first.path+"\n    latencyBudget: 2ms\n")
+	e := exportertest.StartNoWait(t, args...)
+	waitAttached(t, e)
+	seq := schedExtFile(t, "enable_seq")
+	waitSLOEntry(t, e, first, 2*time.Millisecond)
+
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		stopExporter(t, e, sig)
+		if s := schedExtFile(t, "state"); s != "enabled" {
+			t.Fatalf("after %v of a --enforce.keep-pinned exporter: sched_ext state %q, want enabled", sig, s)
+		}
+		// The next process brings a different config: only it can have
+		// written the new entry.
+		cg := guestCgroup(t, fmt.Sprintf("readopt-%d", i+1))
+		budget := time.Duration(3+i) * time.Millisecond
+		writeSLO(t, cfg, "slos:\n  - cgroup: "+cg.path+"\n    latencyBudget: "+budget.String()+"\n")
+		e = exportertest.StartNoWait(t, args...)
+		waitAttached(t, e)
+		if got := schedExtFile(t, "enable_seq"); got != seq {
+			t.Errorf("after %v: enable_seq %s, want %s (re-adopted, not re-attached)\n%s", sig, got, seq, e.Log())
+		}
+		if !strings.Contains(e.Log(), "re-adopted the pinned scheduler") {
+			t.Errorf("after %v: the new exporter did not log a re-adoption:\n%s", sig, e.Log())
+		}
+		waitSLOEntry(t, e, cg, budget)
+	}
+	stopExporter(t, e, syscall.SIGTERM)
+}
+
+// guestCg is a cgroup made for a guest test.
+type guestCg struct {
+	path string // as the SLO config names it
+	id   uint64
+}
+
+func guestCgroup(t *testing.T, name string) guestCg {
+	t.Helper()
+	dir := filepath.Join("/sys/fs/cgroup", name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	id, err := cgroupfs.ID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return guestCg{path: "/" + name, id: id}
+}
+
+func schedExtFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/kernel/sched_ext", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// scrapeValue scrapes e once; ok is false when it does not answer yet or
+// the series is absent.
+func scrapeValue(e *exportertest.Exporter, name string, labels map[string]string) (float64, bool) {
+	resp, body, err := e.Get("/metrics")
+	if err != nil || resp.StatusCode != 200 {
+		return 0, false
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return 0, false
+	}
+	return exportertest.Families(fams).Value(name, labels)
+}
+
+// waitExporter polls cond until it holds; it fails at once if the exporter
+// exits, and after within with the exporter's log.
+func waitExporter(t *testing.T, e *exportertest.Exporter, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if err, exited := e.Wait(0); exited {
+			t.Fatalf("exporter exited (%v) while waiting for %s\n%s", err, what, e.Log())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s\n%s", within, what, e.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitAttached waits until e reports the scheduler attached; it fails
+// early when the exporter gave up on enforcing.
+func waitAttached(t *testing.T, e *exportertest.Exporter) {
+	t.Helper()
+	waitExporter(t, e, "the scheduler attached", 90*time.Second, func() bool {
+		if strings.Contains(e.Log(), "observing only") {
+			t.Fatalf("the exporter fell back to observing:\n%s", e.Log())
+		}
+		v, _ := scrapeValue(e, "scx_slo_enforcer_attached", nil)
+		return v == 1 && schedExtFile(t, "state") == "enabled"
+	})
+}
+
+// waitSLOEntry waits until the scheduler's pinned slos map holds cg with
+// budget and nothing else, and the map published for readers is that same
+// map.
+func waitSLOEntry(t *testing.T, e *exportertest.Exporter, cg guestCg, budget time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		problem := checkSLOMaps(cg, budget)
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %s\n%s", problem, e.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func checkSLOMaps(cg guestCg, budget time.Duration) string {
+	sched, err := ebpf.LoadPinnedMap(filepath.Join(enforcer.DefaultPinDir, "slos"), nil)
+	if err != nil {
+		return fmt.Sprintf("scheduler's slos pin: %v", err)
+	}
+	defer sched.Close()
+	var ent slomaps.Entry
+	if err := sched.Lookup(cg.id, &ent); err != nil {
+		return fmt.Sprintf("scheduler's slos map has no entry for %s: %v", cg.path, err)
+	}
+	if ent.BudgetNs != uint64(budget) {
+		return fmt.Sprintf("scheduler's slos map: %s budget %d ns, want %d", cg.path, ent.BudgetNs, budget)
+	}
+	var n int
+	var id uint64
+	it := sched.Iterate()
+	for it.Next(&id, &ent) {
+		n++
+	}
+	if n != 1 {
+		return fmt.Sprintf("scheduler's slos map has %d entries, want only %s's", n, cg.path)
+	}
+	pub, err := ebpf.LoadPinnedMap(filepath.Join(overload.DefaultDir, overload.SLOsPin), nil)
+	if err != nil {
+		return fmt.Sprintf("published slos pin: %v", err)
+	}
+	defer pub.Close()
+	a, errA := mapID(sched)
+	b, errB := mapID(pub)
+	if err := errors.Join(errA, errB); err != nil || a != b {
+		return fmt.Sprintf("published slos map id %d, scheduler's %d (%v)", b, a, err)
+	}
+	return ""
+}
+
+func mapID(m *ebpf.Map) (ebpf.MapID, error) {
+	info, err := m.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("kernel reports no map id")
+	}
+	return id, nil
+}
+
+// stopExporter sends sig and waits for the process to end.
+func stopExporter(t *testing.T, e *exportertest.Exporter, sig syscall.Signal) {
+	t.Helper()
+	if err := e.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.Wait(30 * time.Second); !ok {
+		t.Fatalf("exporter still running 30 s after %v\n%s", sig, e.Log())
+	}
+}
