@@ -237,6 +237,9 @@ func unpin(dir string) error {
 			errs = append(errs, err)
 		}
 	}
+	if _, marked := detachedMark(dir); marked {
+		return errors.Join(errs...) // the directory keeps the detached-for-good mark
+	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
@@ -265,6 +268,8 @@ func Detach(pinDir string) error {
 		}
 		l.Close()
 	}
+	// The operator's reset: a later --enforce may attach again.
+	errs = append(errs, clearDetached(pinDir))
 	errs = append(errs, unpin(pinDir))
 	return errors.Join(errs...)
 }
