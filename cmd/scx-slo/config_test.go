@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -73,5 +74,59 @@ func TestReloadKeepsLastGoodConfig(t *testing.T) {
 	}
 	if v, _ := e.Scrape(t).Value("scx_slo_config_last_reload_successful", nil); v != 1 {
 		t.Errorf("reload success not reported after a good edit")
+	}
+}
+
+// TestFIFOConfigIsRefused: a FIFO at the config path blocks a plain open
+// until a writer comes. At start-up the exporter must exit with an error
+// naming the path; on reload it must keep the last good config, report
+// the failed reload, and stay responsive to edits and SIGTERM.
+func TestFIFOConfigIsRefused(t *testing.T) {
+	exportertest.RequireRoot(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := exportertest.StartNoWait(t, "--slo.config-file="+fifo)
+	err, exited := e.Wait(20 * time.Second)
+	if !exited {
+		t.Fatalf("exporter hung on a FIFO config at start-up\n%s", e.Log())
+	}
+	if err == nil || !strings.Contains(e.Log(), fifo) || !strings.Contains(e.Log(), "not a regular file") {
+		t.Errorf("exit %v; the error must name %s and say it is not a regular file:\n%s", err, fifo, e.Log())
+	}
+
+	cfg := filepath.Join(dir, "slo.yaml")
+	writeSLO(t, cfg, "slos:\n  - cgroup: /scx-slo-fifo-test\n    latencyBudget: 2ms\n")
+	e = exportertest.Start(t, "--slo.config-file="+cfg, "--no-collector.runqueue")
+	ctx := context.Background()
+	reloadOK := func() float64 {
+		v, _ := e.Scrape(t).Value("scx_slo_config_last_reload_successful", nil)
+		return v
+	}
+	if err := os.Remove(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.Signal(syscall.SIGHUP)
+	if !exportertest.Eventually(ctx, 10*time.Second, func() bool { return reloadOK() == 0 }) {
+		t.Fatalf("reload of a FIFO not reported as failed\n%s", e.Log())
+	}
+	if !strings.Contains(e.Log(), "not a regular file") {
+		t.Errorf("log does not say why:\n%s", e.Log())
+	}
+	if err := os.Remove(cfg); err != nil {
+		t.Fatal(err)
+	}
+	writeSLO(t, cfg, "slos:\n  - cgroup: /scx-slo-fifo-test\n    latencyBudget: 3ms\n")
+	if !exportertest.Eventually(ctx, 10*time.Second, func() bool { return reloadOK() == 1 }) {
+		t.Errorf("a regular file put back was not loaded\n%s", e.Log())
+	}
+	_ = e.Signal(syscall.SIGTERM)
+	if _, exited := e.Wait(15 * time.Second); !exited {
+		t.Errorf("exporter did not exit on SIGTERM\n%s", e.Log())
 	}
 }

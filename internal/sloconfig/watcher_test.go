@@ -341,3 +341,47 @@ func TestWatcherPollSeesUnwatchedChange(t *testing.T) {
 		t.Errorf("change not found by polling:\n%s", logs.String())
 	}
 }
+
+// A FIFO (or any other non-regular file) at the config path must be
+// refused at once: opening a FIFO for reading blocks until a writer comes,
+// which used to hang the watcher for good.
+func TestWatcherRefusesFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	must(t, syscall.Mkfifo(fifo, 0o644))
+	if _, err := NewWatcher(fifo, nil); err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("NewWatcher on a FIFO: %v", err)
+	}
+	if _, err := NewWatcher(dir, nil); err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("NewWatcher on a directory: %v", err)
+	}
+
+	path := filepath.Join(dir, "slo.yaml")
+	write(t, path, sloFile("2ms"))
+	sigs := make(chan os.Signal, 1)
+	w, logs := start(t, path, WithReloadSignals(sigs))
+	sub := w.Subscribe()
+	first := next(t, sub, 2*time.Millisecond)
+	must(t, os.Remove(path))
+	must(t, syscall.Mkfifo(path, 0o644))
+	waitFor(t, "the FIFO to be rejected", func() bool {
+		_, _, err := w.LastReload()
+		return err != nil && strings.Contains(err.Error(), "not a regular file")
+	})
+	if ok, _, err := w.LastReload(); ok || !strings.Contains(err.Error(), path) {
+		t.Errorf("LastReload after FIFO: ok=%v err=%v", ok, err)
+	}
+	if w.Current() != first {
+		t.Errorf("the FIFO replaced the last good config")
+	}
+	if !strings.Contains(logs.String(), "not a regular file") {
+		t.Errorf("rejection not logged:\n%s", logs.String())
+	}
+	// The watcher still answers: a signal re-reads (and rejects again),
+	// and a regular file put back is loaded.
+	sigs <- syscall.SIGHUP
+	waitFor(t, "the signal reload to be logged", func() bool { return strings.Contains(logs.String(), "trigger=signal") })
+	must(t, os.Remove(path))
+	write(t, path, sloFile("4ms"))
+	next(t, sub, 4*time.Millisecond)
+}
