@@ -276,7 +276,7 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load missing file: got %v, want ErrNotExist", err)
 	}
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file but a directory") {
 		t.Errorf("Load directory: got %v", err)
 	}
 }
