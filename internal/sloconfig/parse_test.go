@@ -2,6 +2,7 @@ package sloconfig
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -248,6 +249,25 @@ func TestParseTooLarge(t *testing.T) {
 	data := []byte("slos: []\n" + strings.Repeat("#", MaxFileSize))
 	_, err := Parse(data, "big.yaml")
 	want := "big.yaml: file is larger than 1048576 bytes"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+func TestParseTooManySLOs(t *testing.T) {
+	entries := func(n int) []byte {
+		var sb strings.Builder
+		sb.WriteString("slos:\n")
+		for i := range n {
+			fmt.Fprintf(&sb, "  - {cgroup: /p%d/*, latencyBudget: 1ms}\n", i)
+		}
+		return []byte(sb.String())
+	}
+	if _, err := Parse(entries(MaxSLOs), "max.yaml"); err != nil {
+		t.Fatalf("%d entries rejected: %v", MaxSLOs, err)
+	}
+	_, err := Parse(entries(MaxSLOs+1), "big.yaml")
+	want := "big.yaml:2: slos: has 10001 entries; at most 10000 are allowed (one glob such as /kubepods.slice/** covers many cgroups)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
 	}

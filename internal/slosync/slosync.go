@@ -65,6 +65,7 @@ type Syncer struct {
 	view    View
 	slots   map[uint64]uint32 // cgroup id -> slot, stable while the cgroup lives
 	lastGen uint64
+	matches matchCache
 }
 
 // New returns a Syncer; call Sync or Run to populate it.
@@ -82,37 +83,61 @@ func (s *Syncer) View() View {
 	return s.view
 }
 
-// Sync runs one pass.
+// Sync runs one pass: walk the tree, match the cgroups not seen before,
+// hand out slots, write the maps and sweep what is gone.
 func (s *Syncer) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-
-	cgs, err := s.opts.Hierarchy.Walk()
+	cgs, err := s.walk()
 	if err != nil {
 		return err
 	}
-	if s.opts.Generation != nil {
-		// Read before walking: a change during the walk triggers another.
-		if g, err := s.opts.Generation(); err == nil {
-			s.lastGen = g
-		}
-	}
-	cfg := s.opts.Config()
 	view := View{Cgroups: make(map[uint64]cgroupfs.Cgroup, len(cgs)), SLOs: make(map[uint64]Assignment), Walked: time.Now()}
 	for _, cg := range cgs {
 		view.Cgroups[cg.ID] = cg
 	}
+	matched := s.matches.update(s.opts.Config(), cgs)
+	errs := s.assignSlots(&view, cgs, matched)
+	errs = append(errs, s.apply(view)...)
+	s.view = view
+	return errors.Join(errs...)
+}
 
-	// Release slots of cgroups that are gone or no longer under an SLO,
-	// then hand out the lowest free slots to newcomers.
-	matched := make(map[uint64]sloconfig.SLO)
-	if cfg != nil {
-		for _, cg := range cgs {
-			if slo, ok := cfg.Match(cg.Path); ok {
-				matched[cg.ID] = slo
-			}
+// Refresh re-walks the tree so that cgroups created since the last pass
+// have paths in View, without matching them against the config: that
+// waits for the next pass of Run, which the generation (or the full
+// interval) triggers. Scrapes call this, so their cost does not depend on
+// the config.
+func (s *Syncer) Refresh() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cgs, err := s.opts.Hierarchy.Walk()
+	if err != nil {
+		return err
+	}
+	paths := make(map[uint64]cgroupfs.Cgroup, len(cgs))
+	for _, cg := range cgs {
+		paths[cg.ID] = cg
+	}
+	s.view.Cgroups = paths
+	return nil
+}
+
+// walk lists the cgroups, noting the generation first: a change during
+// the walk then triggers another pass.
+func (s *Syncer) walk() ([]cgroupfs.Cgroup, error) {
+	if s.opts.Generation != nil {
+		if g, err := s.opts.Generation(); err == nil {
+			s.lastGen = g
 		}
 	}
+	return s.opts.Hierarchy.Walk()
+}
+
+// assignSlots puts the matched cgroups into view, each with its overload
+// slot: a cgroup keeps its slot while it lives and stays matched, slots
+// of the others are released, and newcomers get the lowest free ones.
+func (s *Syncer) assignSlots(view *View, cgs []cgroupfs.Cgroup, matched map[uint64]sloconfig.SLO) []error {
 	used := make(map[uint32]bool)
 	for id, slot := range s.slots {
 		if _, ok := matched[id]; ok {
@@ -123,7 +148,6 @@ func (s *Syncer) Sync() error {
 	}
 	next := uint32(0)
 	var errs []error
-	want := make(map[uint64]slomaps.Entry, len(matched))
 	for _, cg := range cgs {
 		slo, ok := matched[cg.ID]
 		if !ok {
@@ -143,35 +167,44 @@ func (s *Syncer) Sync() error {
 			s.slots[cg.ID] = slot
 		}
 		view.SLOs[cg.ID] = Assignment{Cgroup: cg, SLO: slo, Slot: slot}
-		want[cg.ID] = slomaps.NewEntry(uint64(slo.LatencyBudget.Nanoseconds()), slo.Target, slo.Importance, slot)
 	}
+	return errs
+}
 
+// apply writes the view's SLOs into every target's slos map and deletes
+// state of cgroups that are gone.
+func (s *Syncer) apply(view View) []error {
+	want := make(map[uint64]slomaps.Entry, len(view.SLOs))
+	for id, a := range view.SLOs {
+		want[id] = slomaps.NewEntry(uint64(a.SLO.LatencyBudget.Nanoseconds()), a.SLO.Target, a.SLO.Importance, a.Slot)
+	}
 	gone := func(id uint64) bool { _, ok := view.Cgroups[id]; return !ok }
+	var errs []error
 	for _, m := range s.opts.Targets() {
 		if err := m.SyncSLOs(want); err != nil {
 			errs = append(errs, err)
 		}
-		ids, err := m.StatIDs()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var stale []uint64
-		for _, id := range ids {
-			if gone(id) {
-				stale = append(stale, id)
-			}
-		}
-		if err := m.DeleteStats(stale); err != nil {
-			errs = append(errs, err)
-		}
-		errs = append(errs, s.clearIdle(m, view))
+		errs = append(errs, sweepStats(m, gone), s.clearIdle(m, view))
 	}
 	for _, sweep := range s.opts.Sweepers {
 		errs = append(errs, sweep(gone))
 	}
-	s.view = view
-	return errors.Join(errs...)
+	return errs
+}
+
+// sweepStats deletes the stats entries of cgroups that are gone.
+func sweepStats(m slomaps.Maps, gone func(uint64) bool) error {
+	ids, err := m.StatIDs()
+	if err != nil {
+		return err
+	}
+	var stale []uint64
+	for _, id := range ids {
+		if gone(id) {
+			stale = append(stale, id)
+		}
+	}
+	return m.DeleteStats(stale)
 }
 
 // clearIdle clears the overload bit of SLO cgroups without a judged
