@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +129,45 @@ func TestFIFOConfigIsRefused(t *testing.T) {
 	_ = e.Signal(syscall.SIGTERM)
 	if _, exited := e.Wait(15 * time.Second); !exited {
 		t.Errorf("exporter did not exit on SIGTERM\n%s", e.Log())
+	}
+}
+
+// TestSlotExhaustionReported: globs covering more cgroups than there are
+// overload slots leave some without one. The exporter reports how many
+// in scx_slo_cgroups_without_slot, logs it once (not every pass), and an
+// exactly listed cgroup still gets its slot.
+func TestSlotExhaustionReported(t *testing.T) {
+	exportertest.RequireRoot(t)
+	const slots, extra = 4096, 3
+	cg := exportertest.NewCgroups(t, "auto")
+	for i := range slots + extra {
+		cg.Make(t, fmt.Sprintf("g%d", i))
+	}
+	ls := cg.Make(t, "ls")
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	writeSLO(t, cfg, fmt.Sprintf("slos:\n  - cgroup: %s/g*\n    latencyBudget: 5ms\n  - cgroup: %s\n    latencyBudget: 1ms\n", cg.Parent, ls))
+	e := exportertest.Start(t, "--slo.config-file="+cfg, "--slo.resync-interval=100ms", "--no-collector.runqueue")
+	var f exportertest.Families
+	withoutSlot := func(want float64) bool {
+		return exportertest.Eventually(context.Background(), 30*time.Second, func() bool {
+			f = e.Scrape(t)
+			v, _ := f.Value("scx_slo_cgroups_without_slot", nil)
+			return v == want
+		})
+	}
+	if !withoutSlot(extra + 1) {
+		t.Fatalf("scx_slo_cgroups_without_slot never reached %d\n%s", extra+1, e.Log())
+	}
+	if b, _ := f.Value("scx_slo_budget_seconds", map[string]string{"cgroup": ls}); b != 0.001 {
+		t.Errorf("the explicitly listed %s has no slot (budget series %v)", ls, b)
+	}
+	// One more glob cgroup: one more change, so one more log line; the
+	// passes in between must not have logged anything.
+	cg.Make(t, fmt.Sprintf("g%d", slots+extra))
+	if !withoutSlot(extra + 2) {
+		t.Fatalf("scx_slo_cgroups_without_slot did not follow a new cgroup\n%s", e.Log())
+	}
+	if n := strings.Count(e.Log(), "no overload slot"); n != 2 {
+		t.Errorf("exhaustion logged %d times over two changes, want 2:\n%s", n, e.Log())
 	}
 }

@@ -16,18 +16,25 @@ type matchCache struct {
 
 type cachedMatch struct {
 	path string
-	slo  sloconfig.SLO
-	ok   bool
+	match
+	ok bool
+}
+
+// match is the SLO a cgroup is under; explicit when the config names the
+// cgroup's path rather than a glob covering it.
+type match struct {
+	slo      sloconfig.SLO
+	explicit bool
 }
 
 // update matches the cgroups of one walk under cfg (nil: no SLOs) and
 // returns those under an SLO. Entries of cgroups not in the walk are
 // dropped.
-func (m *matchCache) update(cfg *sloconfig.Config, cgs []cgroupfs.Cgroup) map[uint64]sloconfig.SLO {
+func (m *matchCache) update(cfg *sloconfig.Config, cgs []cgroupfs.Cgroup) map[uint64]match {
 	if cfg != m.cfg || m.byID == nil {
 		m.cfg, m.byID = cfg, make(map[uint64]cachedMatch, len(cgs))
 	}
-	matched := make(map[uint64]sloconfig.SLO)
+	matched := make(map[uint64]match)
 	seen := make(map[uint64]bool, len(cgs))
 	for _, cg := range cgs {
 		seen[cg.ID] = true
@@ -36,11 +43,12 @@ func (m *matchCache) update(cfg *sloconfig.Config, cgs []cgroupfs.Cgroup) map[ui
 			c = cachedMatch{path: cg.Path}
 			if cfg != nil {
 				c.slo, c.ok = cfg.Match(cg.Path)
+				c.explicit = c.ok && !c.slo.IsGlob()
 			}
 			m.byID[cg.ID] = c
 		}
 		if c.ok {
-			matched[cg.ID] = c.slo
+			matched[cg.ID] = c.match
 		}
 	}
 	for id := range m.byID {

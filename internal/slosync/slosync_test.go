@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/scx-slo/scx-slo/bpf/runqueue"
 	"github.com/scx-slo/scx-slo/internal/sloconfig"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/slosync"
@@ -140,6 +142,111 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// syncLog is a go-kit logger the test reads.
+type syncLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *syncLog) Log(kv ...any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprint(kv...))
+	return nil
+}
+
+func (l *syncLog) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.lines {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// When globs match more cgroups than there are overload slots, an
+// explicitly listed cgroup still gets one (a glob match gives its slot
+// up), the rest are counted in View.WithoutSlot, and the log says so once
+// per change rather than once per cgroup and pass. Real cgroups, and the
+// real tracer's slos map as the target.
+func TestExplicitSLOsWinSlots(t *testing.T) {
+	exportertest.RequireRoot(t)
+	cg := exportertest.NewCgroups(t, "auto")
+	const extra = 4
+	for i := range slomaps.MaxSlots + extra {
+		cg.Make(t, fmt.Sprintf("g%d", i))
+	}
+	tr, err := runqueue.Load(runqueue.Options{Hierarchy: cg.H})
+	if err != nil {
+		t.Skipf("no BPF tracer here: %v", err) // RequireRoot passed; CI has BPF
+	}
+	defer tr.Close()
+	cfg := &configVar{}
+	cfg.p.Store(parse(t, cg.Parent+"/g* 2ms"))
+	logs := &syncLog{}
+	s := slosync.New(slosync.Options{Hierarchy: cg.H, Config: cfg.get, Logger: logs,
+		Targets: func() []slomaps.Maps { return []slomaps.Maps{tr.Maps()} }})
+	must(t, s.Sync())
+	if v := s.View(); len(v.SLOs) != slomaps.MaxSlots || v.WithoutSlot != extra {
+		t.Fatalf("globs over %d cgroups: %d with a slot, %d without; want %d and %d", slomaps.MaxSlots+extra, len(v.SLOs), v.WithoutSlot, slomaps.MaxSlots, extra)
+	}
+	if n := logs.count("no overload slot"); n != 1 {
+		t.Errorf("exhaustion logged %d times, want once:\n%s", n, strings.Join(logs.lines, "\n"))
+	}
+	must(t, s.Sync())
+	if n := logs.count("no overload slot"); n != 1 {
+		t.Errorf("an unchanged pass logged exhaustion again (%d lines)", n)
+	}
+
+	// An explicit SLO arrives after the globs took every slot.
+	ls := cg.Make(t, "ls")
+	cfg.p.Store(parse(t, cg.Parent+"/g* 2ms", ls+" 1ms"))
+	must(t, s.Sync())
+	v := s.View()
+	var lsID uint64
+	for id, c := range v.Cgroups {
+		if c.Path == ls {
+			lsID = id
+		}
+	}
+	a, ok := v.SLOs[lsID]
+	if !ok || a.SLO.LatencyBudget != time.Millisecond {
+		t.Fatalf("explicit %s has no slot (view %+v)", ls, a)
+	}
+	if len(v.SLOs) != slomaps.MaxSlots || v.WithoutSlot != extra+1 {
+		t.Errorf("after the explicit SLO: %d with a slot, %d without; want %d and %d", len(v.SLOs), v.WithoutSlot, slomaps.MaxSlots, extra+1)
+	}
+	var e slomaps.Entry
+	if err := tr.Maps().SLOs.Lookup(lsID, &e); err != nil || e.BudgetNs != uint64(time.Millisecond) || e.Slot != a.Slot {
+		t.Errorf("slos map entry of %s: %+v %v, want budget 1ms in slot %d", ls, e, err, a.Slot)
+	}
+	slots := map[uint32]string{}
+	for _, a := range v.SLOs {
+		if other, dup := slots[a.Slot]; dup {
+			t.Fatalf("slot %d given to both %s and %s", a.Slot, other, a.Cgroup.Path)
+		}
+		slots[a.Slot] = a.Cgroup.Path
+	}
+	if n := logs.count("no overload slot"); n != 2 {
+		t.Errorf("the changed count was logged %d times in all, want 2", n)
+	}
+
+	// Back under the limit: every cgroup has a slot, and the log says so.
+	for i := range extra + 1 {
+		must(t, cg.Remove(fmt.Sprintf("%s/g%d", cg.Parent, slomaps.MaxSlots+extra-1-i)))
+	}
+	must(t, s.Sync())
+	if v := s.View(); v.WithoutSlot != 0 || len(v.SLOs) != slomaps.MaxSlots {
+		t.Errorf("after removing %d: %d with a slot, %d without", extra+1, len(v.SLOs), v.WithoutSlot)
+	}
+	if logs.count("every SLO cgroup has an overload slot again") != 1 {
+		t.Errorf("recovery not logged once:\n%s", strings.Join(logs.lines[len(logs.lines)-3:], "\n"))
 	}
 }
 
