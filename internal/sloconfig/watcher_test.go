@@ -324,15 +324,21 @@ func TestWatcherPollSeesUnwatchedChange(t *testing.T) {
 	write(t, filepath.Join(d3, "b.yaml"), sloFile("6ms"))
 	must(t, os.Symlink(filepath.Join(d3, "a.yaml"), filepath.Join(d2, "link.yaml")))
 	must(t, os.Symlink(filepath.Join(d2, "link.yaml"), filepath.Join(d1, "slo.yaml")))
-	w, logs := start(t, filepath.Join(d1, "slo.yaml"), WithPollInterval(50*time.Millisecond))
+	sigs := make(chan os.Signal, 1)
+	w, logs := start(t, filepath.Join(d1, "slo.yaml"), WithPollInterval(50*time.Millisecond), WithReloadSignals(sigs))
 	sub := w.Subscribe()
-	// Once this change has arrived, Run has set up its watches.
-	write(t, filepath.Join(d3, "a.yaml"), sloFile("3ms"))
-	next(t, sub, 3*time.Millisecond)
-	// Run's start-up read may have found 3ms before the write's inotify
-	// events were handled; let their debounced reload pass, or it would
-	// find the next change first and the poll would have nothing to do.
-	time.Sleep(20*time.Millisecond + 500*time.Millisecond)
+	initial := <-sub
+	// A signal's reload publishes even an unchanged file: once it is out,
+	// Run is past its start-up read, so only a poll can see what follows.
+	sigs <- syscall.SIGHUP
+	select {
+	case c := <-sub:
+		if c == initial {
+			t.Fatal("the signal republished the same config object")
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("signal did not cause a reload")
+	}
 	tmp := filepath.Join(d2, "tmp")
 	must(t, os.Symlink(filepath.Join(d3, "b.yaml"), tmp))
 	must(t, os.Rename(tmp, filepath.Join(d2, "link.yaml")))
