@@ -14,12 +14,8 @@ import (
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/slosync"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
-
-func TestMain(m *testing.M) {
-	exportertest.RunWorkloadIfRequested()
-	os.Exit(m.Run())
-}
 
 // parse builds a config from "cgroup budget" lines.
 func parse(tb testing.TB, entries ...string) *sloconfig.Config {
@@ -183,9 +179,7 @@ func TestExplicitSLOsWinSlots(t *testing.T) {
 		cg.Make(t, fmt.Sprintf("g%d", i))
 	}
 	tr, err := runqueue.Load(runqueue.Options{Hierarchy: cg.H})
-	if err != nil {
-		t.Skipf("no BPF tracer here: %v", err) // RequireRoot passed; CI has BPF
-	}
+	needs.Part(t, "the BPF run-queue tracer", err)
 	defer tr.Close()
 	cfg := &configVar{}
 	cfg.p.Store(parse(t, cg.Parent+"/g* 2ms"))
