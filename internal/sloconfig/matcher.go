@@ -2,6 +2,7 @@ package sloconfig
 
 import (
 	"slices"
+	"strings"
 )
 
 // matcher finds the entry that applies to a cgroup path; it is built once
@@ -23,6 +24,9 @@ type matcher struct {
 type glob struct {
 	elems []string
 	slo   int
+	// runs is the literal text the glob requires; a path lacking any of
+	// it is rejected with strings.Contains, before the element matcher.
+	runs []string
 }
 
 func newMatcher(slos []SLO) *matcher {
@@ -40,8 +44,9 @@ func newMatcher(slos []SLO) *matcher {
 			}
 			continue
 		}
-		m.globs = append(m.globs, glob{elems: p.elems, slo: i})
-		t := requiredTrigrams(p.elems)
+		runs := requiredRuns(p.elems)
+		m.globs = append(m.globs, glob{elems: p.elems, slo: i, runs: runs})
+		t := trigramsOf(runs)
 		for _, k := range t {
 			freq[k]++
 		}
@@ -79,7 +84,7 @@ func (m *matcher) match(norm string) (int, bool) {
 			if int(g) >= best {
 				return
 			}
-			if matchElems(m.globs[g].elems, name) {
+			if containsAll(norm, m.globs[g].runs) && matchElems(m.globs[g].elems, name) {
 				best = int(g)
 				return
 			}
@@ -95,23 +100,38 @@ func (m *matcher) match(norm string) (int, bool) {
 	return m.globs[best].slo, true
 }
 
-// requiredTrigrams lists, without repeats, the trigrams of the literal
-// runs in a glob's elements: every path the glob matches contains them.
-func requiredTrigrams(elems []string) []uint32 {
-	var out []uint32
+// requiredRuns lists the literal runs (of three bytes or more) in a
+// glob's elements: every path the glob matches contains each of them.
+func requiredRuns(elems []string) []string {
+	var out []string
 	for _, e := range elems {
-		if e == anyDepth {
-			continue
+		if e != anyDepth {
+			out = append(out, literalRuns(e)...)
 		}
-		for _, run := range literalRuns(e) {
-			for i := 0; i+3 <= len(run); i++ {
-				if k := trigram(run, i); !slices.Contains(out, k) {
-					out = append(out, k)
-				}
+	}
+	return out
+}
+
+// trigramsOf lists the distinct trigrams of runs.
+func trigramsOf(runs []string) []uint32 {
+	var out []uint32
+	for _, run := range runs {
+		for i := 0; i+3 <= len(run); i++ {
+			if k := trigram(run, i); !slices.Contains(out, k) {
+				out = append(out, k)
 			}
 		}
 	}
 	return out
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // literalRuns returns the runs of literal bytes (escapes resolved) that
