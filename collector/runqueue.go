@@ -193,7 +193,7 @@ func (c *runqueueCollector) view(stats map[uint64]*slomaps.Stats) slosync.View {
 	v := c.node.Sync.View()
 	for id := range stats {
 		if _, ok := v.Cgroups[id]; !ok {
-			_ = c.node.Sync.Sync() // errors are logged by the periodic pass
+			_ = c.node.Sync.Refresh() // errors are logged by the periodic pass
 			return c.node.Sync.View()
 		}
 	}

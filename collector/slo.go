@@ -13,6 +13,9 @@ import (
 // mode.
 func init() { registerCollector("slo", true, newSLOCollector) }
 
+var sloWithoutSlotDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "cgroups_without_slot"),
+	"Cgroups under an SLO that got none of the 4096 overload slots: not judged or enforced.", nil, nil)
+
 type sloCollector struct {
 	node                                          *Node
 	budget, importance, target, deadlines, misses *prometheus.Desc
@@ -48,6 +51,7 @@ func (c *sloCollector) Update(ch chan<- prometheus.Metric) error {
 	gauge(c.reloadTime, float64(last.UnixNano())/1e9)
 
 	view := c.node.Sync.View()
+	gauge(sloWithoutSlotDesc, float64(view.WithoutSlot))
 	maps, haveMaps := c.node.SLOMaps()
 	if !haveMaps {
 		return errors.New("no BPF program is loaded to account deadlines")
