@@ -25,9 +25,10 @@ import (
 
 const namespace = "scx_slo"
 
-// Collector is one named source of metrics.
+// Collector is one named source of metrics. Update sends through out,
+// which drops and counts what the client library would reject.
 type Collector interface {
-	Update(ch chan<- prometheus.Metric) error
+	Update(out *Series) error
 }
 
 // Node is what collectors share: the cgroup hierarchy, the loaded tracer,
@@ -118,6 +119,9 @@ func Enabled(name string) bool {
 type Exporter struct {
 	collectors map[string]Collector
 	logger     log.Logger
+
+	mu      sync.Mutex
+	dropped map[string]float64 // series dropped so far, by collector
 }
 
 var (
@@ -125,11 +129,13 @@ var (
 		"scx_slo: duration of a collector scrape.", []string{"collector"}, nil)
 	scrapeSuccess = prometheus.NewDesc(prometheus.BuildFQName(namespace, "scrape", "collector_success"),
 		"scx_slo: whether a collector succeeded.", []string{"collector"}, nil)
+	scrapeDropped = prometheus.NewDesc(prometheus.BuildFQName(namespace, "scrape", "dropped_series_total"),
+		"scx_slo: series a collector built but dropped because the client library rejected them (or a second series with the same labels).", []string{"collector"}, nil)
 )
 
 // New builds the enabled collectors.
 func New(node *Node) (*Exporter, error) {
-	e := &Exporter{collectors: make(map[string]Collector), logger: node.Logger}
+	e := &Exporter{collectors: make(map[string]Collector), logger: node.Logger, dropped: make(map[string]float64)}
 	for _, r := range registry {
 		if !*r.enabled {
 			continue
@@ -139,6 +145,7 @@ func New(node *Node) (*Exporter, error) {
 			return nil, fmt.Errorf("collector %s: %w", r.name, err)
 		}
 		e.collectors[r.name] = c
+		e.dropped[r.name] = 0
 	}
 	return e, nil
 }
@@ -157,7 +164,8 @@ func (e *Exporter) Names() []string {
 // the exporter is an unchecked collector.
 func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every collector concurrently.
+// Collect runs every collector concurrently. A collector that panics
+// fails this scrape's success metric, not the process.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	var wg sync.WaitGroup
 	for name, c := range e.collectors {
@@ -165,15 +173,34 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		go func(name string, c Collector) {
 			defer wg.Done()
 			begin := time.Now()
-			err := c.Update(ch)
+			out := newSeries(ch)
+			err := update(c, out)
 			success := 1.0
 			if err != nil {
 				success = 0
 				level.Error(e.logger).Log("msg", "collector failed", "name", name, "duration_seconds", time.Since(begin).Seconds(), "err", err)
 			}
+			if out.dropped > 0 {
+				level.Warn(e.logger).Log("msg", "dropped series", "name", name, "count", out.dropped, "first", out.firstErr)
+			}
+			e.mu.Lock()
+			e.dropped[name] += float64(out.dropped)
+			dropped := e.dropped[name]
+			e.mu.Unlock()
 			ch <- prometheus.MustNewConstMetric(scrapeDuration, prometheus.GaugeValue, time.Since(begin).Seconds(), name)
 			ch <- prometheus.MustNewConstMetric(scrapeSuccess, prometheus.GaugeValue, success, name)
+			ch <- prometheus.MustNewConstMetric(scrapeDropped, prometheus.CounterValue, dropped, name)
 		}(name, c)
 	}
 	wg.Wait()
+}
+
+// update runs one collector, turning a panic into its error.
+func update(c Collector, out *Series) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Update(out)
 }

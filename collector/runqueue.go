@@ -124,7 +124,7 @@ func (l *labeler) label(id uint64) string {
 	return p
 }
 
-func (c *runqueueCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *runqueueCollector) Update(out *Series) error {
 	stats, err := c.node.Tracer.Maps().ReadStats()
 	if err != nil {
 		return err
@@ -156,14 +156,14 @@ func (c *runqueueCollector) Update(ch chan<- prometheus.Metric) error {
 		}
 	}
 	for p, g := range groups {
-		ch <- prometheus.MustNewConstHistogram(c.latency, g.count, float64(g.sumNs)/1e9, latencyhist.Cumulative(&g.hist), p)
+		out.Histogram(c.latency, g.count, float64(g.sumNs)/1e9, latencyhist.Cumulative(&g.hist), p)
 		w := g.waiting
 		if w < 0 {
 			w = 0 // tasks that were waiting when the tracer attached
 		}
-		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(w), p)
+		out.Gauge(c.waiting, float64(w), p)
 	}
-	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(len(stats)))
+	out.Gauge(c.tracked, float64(len(stats)))
 
 	pairs, err := c.node.Tracer.Preemptions()
 	if err != nil {
@@ -174,7 +174,7 @@ func (c *runqueueCollector) Update(ch chan<- prometheus.Metric) error {
 		byLabel[[2]string{lb.label(k.Victim), lb.label(k.By)}] += v
 	}
 	for k, v := range byLabel {
-		ch <- prometheus.MustNewConstMetric(c.preempts, prometheus.CounterValue, float64(v), k[0], k[1])
+		out.Counter(c.preempts, float64(v), k[0], k[1])
 	}
 
 	drops, err := c.node.Tracer.Drops()
@@ -182,7 +182,7 @@ func (c *runqueueCollector) Update(ch chan<- prometheus.Metric) error {
 		return err
 	}
 	for reason, v := range drops {
-		ch <- prometheus.MustNewConstMetric(c.dr, prometheus.CounterValue, float64(v), reason)
+		out.Counter(c.dr, float64(v), reason)
 	}
 	return nil
 }

@@ -38,11 +38,9 @@ func newScxCollector(n *Node) (Collector, error) {
 
 var scxStates = []string{"enabled", "disabled", "enabling", "disabling"}
 
-func (c *scxCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *scxCollector) Update(out *Series) error {
 	capab, err := scxcap.Probe(c.paths)
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	gauge := out.Gauge
 	gauge(c.kernel, 1, capab.KernelRelease)
 	gauge(c.btf, b2f(capab.BTF))
 	gauge(c.supported, b2f(capab.Supported))
@@ -53,10 +51,10 @@ func (c *scxCollector) Update(ch chan<- prometheus.Metric) error {
 		if capab.Ops != "" {
 			gauge(c.ops, 1, capab.Ops)
 		}
-		ch <- prometheus.MustNewConstMetric(c.enableSeq, prometheus.CounterValue, float64(capab.EnableSeq))
-		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(capab.NrRejected))
+		out.Counter(c.enableSeq, float64(capab.EnableSeq))
+		out.Counter(c.rejected, float64(capab.NrRejected))
 		for name, v := range capab.Events {
-			ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(v), name)
+			out.Counter(c.events, float64(v), name)
 		}
 	}
 	ok, why := capab.Compatible()

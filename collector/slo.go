@@ -39,10 +39,8 @@ func newSLOCollector(n *Node) (Collector, error) {
 	}, nil
 }
 
-func (c *sloCollector) Update(ch chan<- prometheus.Metric) error {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+func (c *sloCollector) Update(out *Series) error {
+	gauge := out.Gauge
 	ok, last, _ := c.node.Config.LastReload()
 	gauge(c.reloadOK, b2f(ok))
 	gauge(c.reloadTime, float64(last.UnixNano())/1e9)
@@ -66,8 +64,8 @@ func (c *sloCollector) Update(ch chan<- prometheus.Metric) error {
 		if s, ok := stats[id]; ok {
 			met, missed = float64(s.Deadlines), float64(s.Misses)
 		}
-		ch <- prometheus.MustNewConstMetric(c.deadlines, prometheus.CounterValue, met, p)
-		ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, missed, p)
+		out.Counter(c.deadlines, met, p)
+		out.Counter(c.misses, missed, p)
 		on, err := maps.Overloaded(a.Slot)
 		if err != nil {
 			errs = append(errs, err)

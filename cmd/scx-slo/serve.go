@@ -220,7 +220,9 @@ func serve(f *serveFlags) error {
 	go func() { defer wg.Done(); status.sample(ctx) }()
 
 	mux := http.NewServeMux()
-	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, Registry: reg}))
+	// ContinueOnError: a series the registry rejects costs that series
+	// (logged), not the whole scrape.
+	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, ErrorHandling: promhttp.ContinueOnError, Registry: reg}))
 	mux.HandleFunc("/status", status.serveJSON)
 	mux.HandleFunc("/overload", status.serveOverload)
 	mux.HandleFunc("/", status.serveLanding(f.metricsPath))
