@@ -15,11 +15,7 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scx-slo/scx-slo/bpf/runqueue"
-	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
-	"github.com/scx-slo/scx-slo/internal/sloconfig"
-	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/slosync"
 )
 
@@ -31,42 +27,40 @@ type Collector interface {
 	Update(out *Series) error
 }
 
-// Node is what collectors share: the cgroup hierarchy, the loaded tracer,
-// the SLO assignment and the enforcer's state. Fields may be nil where the
-// exporter runs without them.
-type Node struct {
-	Hierarchy cgroupfs.Hierarchy
-	Tracer    *runqueue.Tracer
-	Sync      *slosync.Syncer
-	// Config reports the SLO config and its reload state.
+// Sources are what the collectors read, each through the narrowest
+// interface that serves it; a field is nil where the exporter runs without
+// that part, and a collector that needs it refuses to start. The
+// application (cmd/scx-slo) builds them from its own parts.
+type Sources struct {
+	// Tracer is the observe-mode tracer (runqueue).
+	Tracer RunqueueStats
+	// Cgroups maps cgroup ids to paths and SLOs (runqueue, slo).
+	Cgroups CgroupView
+	// Deadlines returns the maps of whichever program judges deadlines
+	// now, ok false when none is loaded (slo).
+	Deadlines func() (DeadlineMaps, bool)
+	// Config reports the SLO config's reload state (slo).
 	Config ConfigSource
-	// Scheduler returns the attached scheduler's maps, ok false when not
-	// attached (observe mode reads the tracer's maps instead).
-	Scheduler func() (slomaps.Maps, bool)
-	ScxPaths  scxcap.Paths
-	Logger    log.Logger
+	// ScxPaths locates sched_ext and BTF in sysfs (scx).
+	ScxPaths scxcap.Paths
+}
+
+// CgroupView is the cgroup table collectors label series from.
+type CgroupView interface {
+	View() slosync.View
+	// Sync re-walks the hierarchy now (for cgroups created since the last
+	// walk).
+	Sync() error
 }
 
 // ConfigSource is the slice of the SLO config watcher collectors read.
 type ConfigSource interface {
-	Current() *sloconfig.Config
 	LastReload() (ok bool, lastSuccess time.Time, err error)
 }
 
-// SLOMaps returns where deadline accounting currently comes from.
-func (n *Node) SLOMaps() (slomaps.Maps, bool) {
-	if n.Scheduler != nil {
-		if m, ok := n.Scheduler(); ok {
-			return m, true
-		}
-	}
-	if n.Tracer != nil {
-		return n.Tracer.Maps(), true
-	}
-	return slomaps.Maps{}, false
-}
-
-type factory func(*Node) (Collector, error)
+// factory builds one collector from the sources, with a logger tagged
+// with the collector's name.
+type factory func(src Sources, logger log.Logger) (Collector, error)
 
 type registration struct {
 	name    string
@@ -134,13 +128,13 @@ var (
 )
 
 // New builds the enabled collectors.
-func New(node *Node) (*Exporter, error) {
-	e := &Exporter{collectors: make(map[string]Collector), logger: node.Logger, dropped: make(map[string]float64)}
+func New(src Sources, logger log.Logger) (*Exporter, error) {
+	e := &Exporter{collectors: make(map[string]Collector), logger: logger, dropped: make(map[string]float64)}
 	for _, r := range registry {
 		if !*r.enabled {
 			continue
 		}
-		c, err := r.factory(node)
+		c, err := r.factory(src, log.With(logger, "collector", r.name))
 		if err != nil {
 			return nil, fmt.Errorf("collector %s: %w", r.name, err)
 		}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scx-slo/scx-slo/internal/scxcap"
@@ -20,9 +21,9 @@ func scxDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 }
 
-func newScxCollector(n *Node) (Collector, error) {
+func newScxCollector(src Sources, _ log.Logger) (Collector, error) {
 	return &scxCollector{
-		paths:      n.ScxPaths,
+		paths:      src.ScxPaths,
 		supported:  scxDesc("scx_supported", "1 if the kernel has sched_ext (/sys/kernel/sched_ext exists)."),
 		state:      scxDesc("scx_state", "1 for sched_ext's current state.", "state"),
 		ops:        scxDesc("scx_ops_info", "The loaded sched_ext scheduler (root/ops).", "ops"),

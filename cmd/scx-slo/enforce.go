@@ -10,7 +10,6 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scx-slo/scx-slo/collector"
 	"github.com/scx-slo/scx-slo/enforcer"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -65,7 +64,7 @@ func newEnforcerState(requested bool) *enforcerState {
 // compatible; otherwise it removes a pinned one (--enforce=false is the
 // rollback). It never fails the exporter: enforcement problems leave it
 // observing, with the reason in logs, status and metrics.
-func (e *enforcerState) start(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps)) {
+func (e *enforcerState) start(ctx context.Context, f *enforceFlags, node *app, logger log.Logger, onAttach func(slomaps.Maps)) {
 	if !f.on {
 		releasePinned(f, logger)
 		return

@@ -6,14 +6,13 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 
-	"github.com/scx-slo/scx-slo/collector"
 	"github.com/scx-slo/scx-slo/enforcer"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
 // newEnforcerBackend attaches the scheduler (or re-adopts a pinned one).
 // onAttach runs after every attach so the SLO map is filled at once.
-func newEnforcerBackend(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger, onAttach func(slomaps.Maps), guard *enforcer.Guard) (enforcerBackend, error) {
+func newEnforcerBackend(ctx context.Context, f *enforceFlags, node *app, logger log.Logger, onAttach func(slomaps.Maps), guard *enforcer.Guard) (enforcerBackend, error) {
 	e, err := enforcer.New(enforcer.Options{
 		PinDir: f.pinDir, Partial: f.partial, KeepPinned: f.keepPinned,
 		OnAttach: onAttach, Guard: guard, Logger: log.With(logger, "component", "enforcer"),

@@ -7,7 +7,6 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 
-	"github.com/scx-slo/scx-slo/collector"
 	"github.com/scx-slo/scx-slo/enforcer"
 )
 
@@ -15,7 +14,7 @@ import (
 // judging deadlines, and returns a guard that holds the scheduler to the
 // attainment measured (nil when disabled or when too few wakeups were
 // judged to call it a baseline).
-func guardFromBaseline(ctx context.Context, f *enforceFlags, node *collector.Node, logger log.Logger) *enforcer.Guard {
+func guardFromBaseline(ctx context.Context, f *enforceFlags, node *app, logger log.Logger) *enforcer.Guard {
 	if f.guardBaseline <= 0 || node.Tracer == nil {
 		return nil
 	}
@@ -41,7 +40,7 @@ func guardFromBaseline(ctx context.Context, f *enforceFlags, node *collector.Nod
 }
 
 // judged sums deadlines and misses over the SLO cgroups in the tracer's map.
-func judged(node *collector.Node) [2]uint64 {
+func judged(node *app) [2]uint64 {
 	var sum [2]uint64
 	m := node.Tracer.Maps()
 	for id := range node.Sync.View().SLOs {

@@ -88,6 +88,7 @@ func (staticConfig) Run(ctx context.Context) error        { <-ctx.Done(); return
 
 type configSource interface {
 	collector.ConfigSource
+	Current() *sloconfig.Config
 	Subscribe() <-chan *sloconfig.Config
 	Run(ctx context.Context) error
 }
@@ -123,7 +124,7 @@ func serve(f *serveFlags) error {
 		cfg = w
 	}
 
-	node := &collector.Node{
+	node := &app{
 		Hierarchy: hier,
 		Config:    cfg,
 		ScxPaths:  scxcap.Paths{SchedExt: filepath.Join(f.sysfs, "kernel/sched_ext"), BTF: filepath.Join(f.sysfs, "kernel/btf/vmlinux")},
@@ -177,7 +178,7 @@ func serve(f *serveFlags) error {
 	// measure its observe-mode baseline first.
 	enf.start(ctx, &f.enforce, node, logger, func(slomaps.Maps) { kickSync() })
 
-	exp, err := collector.New(node)
+	exp, err := collector.New(node.collectorSources(), logger)
 	if err != nil {
 		return err
 	}
@@ -251,7 +252,7 @@ func serve(f *serveFlags) error {
 // step with the scheduler: the published overload pins point at the
 // authoritative maps (the scheduler's while attached, new ones after each
 // re-attach), and the tracer stops judging while the scheduler does it.
-func followMode(ctx context.Context, node *collector.Node, enf *enforcerState, pinDir string, kickSync func(), logger log.Logger) {
+func followMode(ctx context.Context, node *app, enf *enforcerState, pinDir string, kickSync func(), logger log.Logger) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	var published *ebpf.Map
