@@ -169,6 +169,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			begin := time.Now()
 			out := newSeries(ch)
 			err := update(c, out)
+			out.done()
 			success := 1.0
 			if err != nil {
 				success = 0

@@ -3,6 +3,7 @@ package collector
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,19 @@ type seriesKey struct {
 	labels string
 }
 
+// seenSets recycles the per-scrape de-duplication sets: a fresh one would
+// regrow to every series of the node on each scrape.
+var seenSets = sync.Pool{New: func() any { return make(map[seriesKey]struct{}) }}
+
 func newSeries(ch chan<- prometheus.Metric) *Series {
-	return &Series{ch: ch, seen: make(map[seriesKey]struct{})}
+	return &Series{ch: ch, seen: seenSets.Get().(map[seriesKey]struct{})}
+}
+
+// done returns the series' resources; the Series must not be used after.
+func (s *Series) done() {
+	clear(s.seen)
+	seenSets.Put(s.seen)
+	s.seen = nil
 }
 
 // Gauge sends a gauge.
@@ -60,8 +72,13 @@ func (s *Series) Histogram(d *prometheus.Desc, count uint64, sum float64, bucket
 // first reports whether d with these label values was not sent yet in
 // this scrape; a repeat is dropped.
 func (s *Series) first(d *prometheus.Desc, labels []string) bool {
-	// LabelValue output is valid UTF-8, which never holds the byte 0xff.
-	k := seriesKey{desc: d, labels: strings.Join(labels, "\xff")}
+	k := seriesKey{desc: d}
+	if len(labels) == 1 {
+		k.labels = labels[0] // the common case, without an allocation
+	} else {
+		// LabelValue output is valid UTF-8, which never holds the byte 0xff.
+		k.labels = strings.Join(labels, "\xff")
+	}
 	if _, dup := s.seen[k]; dup {
 		s.drop(fmt.Errorf("%s: a second series with label values %q", d, labels))
 		return false
