@@ -1,7 +1,9 @@
 // Package collector holds scx-slo's Prometheus collectors, one per file,
-// registered by name in the node_exporter style: each gets a
-// --collector.<name> / --no-collector.<name> flag, and every scrape reports
-// scx_slo_scrape_collector_success and _duration_seconds per collector.
+// registered by name with a factory in the node_exporter style: each gets
+// a --collector.<name> / --no-collector.<name> flag, reads only the narrow
+// interfaces in Sources, and logs with its name; every scrape reports
+// scx_slo_scrape_collector_success, _duration_seconds and
+// scx_slo_scrape_dropped_series_total per collector.
 package collector
 
 import (

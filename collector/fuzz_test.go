@@ -2,16 +2,13 @@ package collector
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/go-kit/log"
@@ -43,19 +40,11 @@ func FuzzCgroupNames(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	h, err := cgroupfs.Detect("/sys/fs/cgroup", "auto")
-	if err != nil {
-		f.Skipf("no cgroup hierarchy: %v", err)
-	}
-	parent := h.Dir(fmt.Sprintf("/scx-slo-fuzz-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6))
-	if err := os.Mkdir(parent, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = syscall.Rmdir(parent) })
-
+	cg := exportertest.NewCgroups(f, "auto")
+	parent := cg.H.Dir(cg.Parent)
 	// The hierarchy seen from the per-test parent: the fuzzed cgroup is
 	// "/<name>", and the walk stays small.
-	sub := cgroupfs.Hierarchy{Root: parent, V2: h.V2, ID: h.ID}
+	sub := cgroupfs.Hierarchy{Root: parent, V2: cg.H.V2, ID: cg.H.ID}
 	cfg, err := sloconfig.Parse([]byte("slos:\n  - cgroup: /*\n    latencyBudget: 1ms\n"), "fuzz")
 	if err != nil {
 		f.Fatal(err)
