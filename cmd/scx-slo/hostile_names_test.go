@@ -69,6 +69,12 @@ func TestHostileCgroupNames(t *testing.T) {
 			t.Errorf("collector %s did not succeed: %v", c, v)
 		}
 	}
+	// The other pages show the same names (JSON, HTML, text table).
+	for _, path := range []string{"/status", "/overload", "/"} {
+		if resp, body, err := e.Get(path); err != nil || resp.StatusCode != 200 {
+			t.Errorf("GET %s: %v %v\n%.300s", path, err, resp, body)
+		}
+	}
 	if err, exited := e.Wait(0); exited {
 		t.Fatalf("exporter exited: %v\n%s", err, e.Log())
 	}
