@@ -5,6 +5,7 @@
 package pingpong
 
 import (
+	"errors"
 	"runtime"
 	"syscall"
 	"time"
@@ -57,4 +58,33 @@ func Run(n int) (time.Duration, error) {
 		return 0, err
 	}
 	return elapsed / time.Duration(n), nil
+}
+
+// RunPairs runs pairs ping-pongs of n round trips at once and returns the
+// mean round trip over all of them. With as many pairs as CPUs every CPU
+// always has a task to switch to: switching is saturated, the case where
+// per-switch costs show most.
+func RunPairs(pairs, n int) (time.Duration, error) {
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	results := make(chan result, pairs)
+	for i := 0; i < pairs; i++ {
+		go func() {
+			d, err := Run(n)
+			results <- result{d, err}
+		}()
+	}
+	var sum time.Duration
+	var errs []error
+	for i := 0; i < pairs; i++ {
+		r := <-results
+		sum += r.d
+		errs = append(errs, r.err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return sum / time.Duration(pairs), nil
 }
