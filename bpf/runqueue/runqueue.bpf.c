@@ -45,6 +45,13 @@ const volatile int v1_hierarchy_id = 0;
  */
 volatile bool judge_slos = true;
 
+/*
+ * Bumped by userspace after every change to the slos map, so a task can
+ * remember that its cgroup has no SLO and skip the lookup on each switch
+ * until the map changes.
+ */
+volatile u64 slos_generation;
+
 /* Bumped on every mkdir/rmdir in our hierarchy: userspace re-walks the
  * cgroup tree only when it moved, instead of on every resync tick. */
 volatile u64 cgroup_generation;
@@ -58,6 +65,8 @@ enum drop_reason {
 struct wait_mark {
 	u64 since_ns;	/* 0 when the task is not waiting */
 	u64 cgid;	/* cgroup whose waiting count holds this task */
+	u64 no_slo_cgid;	/* this cgroup had no SLO ... */
+	u64 no_slo_gen;		/* ... at slos_generation - 1 (0: never looked) */
 };
 
 struct preempt_key {
@@ -170,7 +179,7 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 	struct wait_mark *m;
 	struct cg_stats *s;
 	struct slo_entry *slo;
-	u64 lat, cgid;
+	u64 lat, cgid, gen;
 	u32 *bit;
 	int r;
 
@@ -190,9 +199,15 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 
 	if (!judge_slos)
 		return cgid;
-	slo = bpf_map_lookup_elem(&slos, &cgid);
-	if (!slo)
+	gen = slos_generation + 1;
+	if (m->no_slo_gen == gen && m->no_slo_cgid == cgid)
 		return cgid;
+	slo = bpf_map_lookup_elem(&slos, &cgid);
+	if (!slo) {
+		m->no_slo_cgid = cgid;
+		m->no_slo_gen = gen;
+		return cgid;
+	}
 	bit = bpf_map_lookup_elem(&overload, &slo->slot);
 	if (!bit)
 		return cgid;

@@ -5,9 +5,9 @@ import (
 	"runtime"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
@@ -31,7 +31,7 @@ func loadForTest(tb testing.TB) *Tracer {
 }
 
 // costPairs is how many without/with measurements each case interleaves.
-const costPairs = 7
+const costPairs = 15
 
 // BenchmarkTracerCost measures what the observe-mode tracer costs the
 // scheduler path, all in one run so the figures share one machine state:
@@ -39,6 +39,9 @@ const costPairs = 7
 //   - pipe-ratio: pipe ping-pong throughput with the tracer attached over
 //     without it, the median of costPairs interleaved pairs (the order
 //     alternates so a drift in machine load favours neither side);
+//   - cpu-ratio: the same for the ping-pong threads' CPU time per round
+//     trip, which leaves out waits behind other processes and so is the
+//     steadier figure on a shared host;
 //   - <program>-ns/run: each program's mean run time from bpf_stats
 //     (kernel.bpf_stats_enabled), taken in a separate pass because the
 //     statistics cost time themselves.
@@ -57,34 +60,43 @@ func BenchmarkTracerCost(b *testing.B) {
 }
 
 func benchTracerCost(b *testing.B, pairs int) {
-	run := func() time.Duration {
-		d, err := pingpong.RunPairs(pairs, b.N)
+	run := func() pingpong.Result {
+		r, err := pingpong.Measure(pairs, b.N)
 		if err != nil {
 			b.Fatal(err)
 		}
-		return d
+		return r
 	}
-	var ratios, without, with []float64
+	// Loaded once; each measurement with it attaches its programs and
+	// detaches them after, so pairs are short and close together.
+	tr := loadForTest(b)
+	defer tr.Close()
+	traced := func() pingpong.Result {
+		setAttached(b, tr, true)
+		defer setAttached(b, tr, false)
+		return run()
+	}
+	setAttached(b, tr, false)
+	var wallRatios, cpuRatios, without, with []float64
 	for i := 0; i < costPairs; i++ {
-		var off, on time.Duration
+		var off, on pingpong.Result
 		if i%2 == 0 {
-			off = run()
-			on = runTraced(b, run)
+			off, on = run(), traced()
 		} else {
-			on = runTraced(b, run)
-			off = run()
+			on, off = traced(), run()
 		}
-		without = append(without, float64(off))
-		with = append(with, float64(on))
-		ratios = append(ratios, float64(off)/float64(on))
+		without = append(without, float64(off.RoundTrip))
+		with = append(with, float64(on.RoundTrip))
+		wallRatios = append(wallRatios, float64(off.RoundTrip)/float64(on.RoundTrip))
+		cpuRatios = append(cpuRatios, float64(off.CPU)/float64(on.CPU))
 	}
-	b.Logf("%d pairs: round trip without %v, with %v ns", pairs, without, with)
-	b.ReportMetric(median(ratios), "pipe-ratio")
+	b.Logf("%d pairs: wall ratios %.3f, CPU ratios %.3f", pairs, wallRatios, cpuRatios)
+	b.ReportMetric(median(wallRatios), "pipe-ratio")
+	b.ReportMetric(median(cpuRatios), "cpu-ratio")
 	b.ReportMetric(median(without), "roundtrip-ns-without")
 	b.ReportMetric(median(with), "roundtrip-ns-with")
 
-	tr := loadForTest(b)
-	defer tr.Close()
+	setAttached(b, tr, true)
 	before := programStats(b, tr)
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
@@ -103,11 +115,24 @@ func benchTracerCost(b *testing.B, pairs int) {
 	}
 }
 
-// runTraced runs f with the tracer attached.
-func runTraced(b *testing.B, f func() time.Duration) time.Duration {
-	tr := loadForTest(b)
-	defer tr.Close()
-	return f()
+// setAttached attaches or detaches the tracer's programs.
+func setAttached(b *testing.B, tr *Tracer, on bool) {
+	for _, l := range tr.links {
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tr.links = nil
+	if !on {
+		return
+	}
+	for _, p := range tr.Programs() {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr.links = append(tr.links, l)
+	}
 }
 
 func programStats(b *testing.B, tr *Tracer) map[string]*ebpf.ProgramStats {

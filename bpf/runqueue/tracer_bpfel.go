@@ -41,9 +41,11 @@ type tracerSloEntry struct {
 }
 
 type tracerWaitMark struct {
-	_       structs.HostLayout
-	SinceNs uint64
-	Cgid    uint64
+	_         structs.HostLayout
+	SinceNs   uint64
+	Cgid      uint64
+	NoSloCgid uint64
+	NoSloGen  uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -64,6 +66,7 @@ const (
 	tracerProgOnWakeupNew     = "on_wakeup_new"
 	tracerVarCgroupGeneration = "cgroup_generation"
 	tracerVarJudgeSlos        = "judge_slos"
+	tracerVarSlosGeneration   = "slos_generation"
 	tracerVarUseCgroup2       = "use_cgroup2"
 	tracerVarV1HierarchyId    = "v1_hierarchy_id"
 )
@@ -136,6 +139,7 @@ type tracerMapSpecs struct {
 type tracerVariableSpecs struct {
 	CgroupGeneration *ebpf.VariableSpec `ebpf:"cgroup_generation"`
 	JudgeSlos        *ebpf.VariableSpec `ebpf:"judge_slos"`
+	SlosGeneration   *ebpf.VariableSpec `ebpf:"slos_generation"`
 	UseCgroup2       *ebpf.VariableSpec `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
 }
@@ -187,6 +191,7 @@ func (m *tracerMaps) Close() error {
 type tracerVariables struct {
 	CgroupGeneration *ebpf.Variable `ebpf:"cgroup_generation"`
 	JudgeSlos        *ebpf.Variable `ebpf:"judge_slos"`
+	SlosGeneration   *ebpf.Variable `ebpf:"slos_generation"`
 	UseCgroup2       *ebpf.Variable `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.Variable `ebpf:"v1_hierarchy_id"`
 }

@@ -61,6 +61,9 @@ func NewEntry(budgetNs uint64, target float64, importance int, slot uint32) Entr
 // Maps holds one program's three shared maps.
 type Maps struct {
 	Stats, SLOs, Overload *ebpf.Map
+	// SLOsGeneration, if set, is bumped after every change to SLOs: the
+	// tracer caches "this cgroup has no SLO" per task until it moves.
+	SLOsGeneration *ebpf.Variable
 }
 
 // ReadStats returns every cgroup's stats, keyed by cgroup id. It reads in
@@ -156,8 +159,10 @@ func (m Maps) SyncSLOs(want map[uint64]Entry) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("reading slos: %w", err)
 	}
+	changed := false
 	for id := range have {
 		if _, ok := want[id]; !ok {
+			changed = true
 			if err := m.SLOs.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				errs = append(errs, fmt.Errorf("deleting slo of cgroup %d: %w", id, err))
 			}
@@ -168,6 +173,7 @@ func (m Maps) SyncSLOs(want map[uint64]Entry) error {
 		if ok && old == e {
 			continue
 		}
+		changed = true
 		if !ok || old.Slot != e.Slot {
 			if err := m.SetOverloaded(e.Slot, false); err != nil {
 				errs = append(errs, err)
@@ -175,6 +181,14 @@ func (m Maps) SyncSLOs(want map[uint64]Entry) error {
 		}
 		if err := m.SLOs.Put(id, e); err != nil {
 			errs = append(errs, fmt.Errorf("writing slo of cgroup %d: %w", id, err))
+		}
+	}
+	if changed && m.SLOsGeneration != nil {
+		var g uint64
+		if err := m.SLOsGeneration.Get(&g); err != nil {
+			errs = append(errs, fmt.Errorf("reading slos_generation: %w", err))
+		} else if err := m.SLOsGeneration.Set(g + 1); err != nil {
+			errs = append(errs, fmt.Errorf("bumping slos_generation: %w", err))
 		}
 	}
 	return errors.Join(errs...)
