@@ -62,6 +62,9 @@ enum drop_reason {
 	DROP_MAX,
 };
 
+/* Puts the enum into BTF, where a test checks it against DropReasons. */
+const volatile enum drop_reason drop_nr = DROP_MAX;
+
 struct wait_mark {
 	u64 since_ns;	/* 0 when the task is not waiting */
 	u64 cgid;	/* cgroup whose waiting count holds this task */

@@ -25,27 +25,6 @@ type schedCgCtx struct {
 	UsageStamp  uint64
 }
 
-type schedCgStats struct {
-	_            structs.HostLayout
-	Hist         [96]uint64
-	Count        uint64
-	SumNs        uint64
-	Deadlines    uint64
-	Misses       uint64
-	Waiting      int64
-	MissRate     uint64
-	LastJudgedNs uint64
-	FastRate     uint64
-}
-
-type schedSloEntry struct {
-	_           structs.HostLayout
-	BudgetNs    uint64
-	AllowedMiss uint64
-	Slot        uint32
-	Importance  uint32
-}
-
 type schedTaskCtx struct {
 	_         structs.HostLayout
 	WaitSince uint64

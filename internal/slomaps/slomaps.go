@@ -8,29 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"structs"
 
 	"github.com/cilium/ebpf"
-
-	"github.com/scx-slo/scx-slo/internal/latencyhist"
 )
 
-// MaxSlots must match SLO_MAX_SLOTS in slo_account.h.
+// MaxSlots is SLO_MAX_SLOTS in slo_account.h, the entries of the slos and
+// overload maps (a test checks both objects).
 const MaxSlots = 4096
 
-// Stats mirrors struct cg_stats.
-type Stats struct {
-	_            structs.HostLayout // lets cilium/ebpf copy values without reflection
-	Hist         [latencyhist.Buckets]uint64
-	Count        uint64
-	SumNs        uint64
-	Deadlines    uint64
-	Misses       uint64
-	Waiting      int64
-	MissRate     uint64
-	LastJudgedNs uint64
-	FastRate     uint64
-}
+// Stats is struct cg_stats, one cgroup's value in cgroup_stats.
+type Stats = accountCgStats
 
 // MeanWaitNs is the mean recorded wait; 0 with none.
 func (s *Stats) MeanWaitNs() uint64 { return s.SumNs / max(s.Count, 1) }
@@ -38,14 +25,8 @@ func (s *Stats) MeanWaitNs() uint64 { return s.SumNs / max(s.Count, 1) }
 // MissRatio is the share of judged wakeups that missed the budget; 0 with none.
 func (s *Stats) MissRatio() float64 { return float64(s.Misses) / float64(max(s.Deadlines, 1)) }
 
-// Entry mirrors struct slo_entry.
-type Entry struct {
-	_           structs.HostLayout
-	BudgetNs    uint64
-	AllowedMiss uint64
-	Slot        uint32
-	Importance  uint32
-}
+// Entry is struct slo_entry, one cgroup's value in slos.
+type Entry = accountSloEntry
 
 // NewEntry builds the kernel's view of one SLO: the allowed miss fraction
 // is kept in the same 32-bit fixed point as the in-kernel EWMA.
