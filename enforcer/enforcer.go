@@ -195,7 +195,7 @@ func (e *Enforcer) Stats() (map[string]uint64, error) {
 	out := make(map[string]uint64, len(scheduler.StatNames))
 	for i, name := range scheduler.StatNames {
 		var per []uint64
-		if err := e.cur.maps["stats"].Lookup(uint32(i), &per); err != nil {
+		if err := e.cur.maps.Stats.Lookup(uint32(i), &per); err != nil {
 			return nil, fmt.Errorf("reading stat %s: %w", name, err)
 		}
 		for _, v := range per {
@@ -273,7 +273,7 @@ func (e *Enforcer) enabled(in *instance) bool {
 	if state != "enabled" || ops != scheduler.OpsName {
 		return false
 	}
-	info, err := e.layout.read(in.maps["exit"])
+	info, err := e.layout.read(in.maps.Exit)
 	return err == nil && info.Count == 0
 }
 
@@ -357,7 +357,7 @@ func (e *Enforcer) watch(ctx context.Context) {
 // (`scx-slo detach` forcing the pinned link off), which is the operator's
 // rollback, only after the kernel threw the scheduler out.
 func (e *Enforcer) ejected(in *instance) (reattach bool) {
-	info, err := e.layout.read(in.maps["exit"])
+	info, err := e.layout.read(in.maps.Exit)
 	if err != nil || info.Count == 0 {
 		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled and no exit record"}
 	}
@@ -385,7 +385,7 @@ func (e *Enforcer) setErrorKnob(v uint32) error {
 	if e.cur == nil {
 		return errors.New("enforcer: not attached")
 	}
-	return e.cur.maps["knob"].Update(uint32(0), v, ebpf.UpdateAny)
+	return e.cur.maps.Knob.Update(uint32(0), v, ebpf.UpdateAny)
 }
 
 // checkGuard closes one guard window; it detaches and returns true when

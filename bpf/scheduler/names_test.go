@@ -1,9 +1,11 @@
 package scheduler
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 )
 
@@ -37,4 +39,38 @@ func TestStatNamesMatchBPF(t *testing.T) {
 	if n := spec.Maps[StatsMap].MaxEntries; n != uint32(len(StatNames)) {
 		t.Errorf("%s has %d slots, StatNames %d names", StatsMap, n, len(StatNames))
 	}
+}
+
+// TestObjectsTagsNameTheObject: every ebpf tag of Objects names a map or
+// program of the compiled scheduler, so Collection.Assign cannot fail on a
+// rename.
+func TestObjectsTagsNameTheObject(t *testing.T) {
+	spec, err := Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var check func(reflect.Type)
+	check = func(typ reflect.Type) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			if f.Anonymous {
+				check(f.Type)
+				continue
+			}
+			name := f.Tag.Get("ebpf")
+			switch f.Type {
+			case reflect.TypeFor[*ebpf.Map]():
+				if spec.Maps[name] == nil {
+					t.Errorf("%s: the scheduler has no map %q", f.Name, name)
+				}
+			case reflect.TypeFor[*ebpf.Program]():
+				if spec.Programs[name] == nil {
+					t.Errorf("%s: the scheduler has no program %q", f.Name, name)
+				}
+			default:
+				t.Errorf("%s: unexpected field type %s", f.Name, f.Type)
+			}
+		}
+	}
+	check(reflect.TypeFor[Objects]())
 }
