@@ -59,7 +59,6 @@ type Options struct {
 type Enforcer struct {
 	opts    Options
 	spec    *ebpf.CollectionSpec
-	layout  exitLayout
 	metrics *metrics
 
 	mu       sync.Mutex
@@ -111,11 +110,7 @@ func New(opts Options) (*Enforcer, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout, err := newExitLayout(spec)
-	if err != nil {
-		return nil, err
-	}
-	return &Enforcer{opts: opts, spec: spec, layout: layout, metrics: newMetrics()}, nil
+	return &Enforcer{opts: opts, spec: spec, metrics: newMetrics()}, nil
 }
 
 // Start attaches the scheduler (or re-adopts a pinned one that is still
@@ -273,7 +268,7 @@ func (e *Enforcer) enabled(in *instance) bool {
 	if state != "enabled" || ops != scheduler.OpsName {
 		return false
 	}
-	info, err := e.layout.read(in.maps.Exit)
+	info, err := readExit(in.maps.Exit)
 	return err == nil && info.Count == 0
 }
 
@@ -357,7 +352,7 @@ func (e *Enforcer) watch(ctx context.Context) {
 // (`scx-slo detach` forcing the pinned link off), which is the operator's
 // rollback, only after the kernel threw the scheduler out.
 func (e *Enforcer) ejected(in *instance) (reattach bool) {
-	info, err := e.layout.read(in.maps.Exit)
+	info, err := readExit(in.maps.Exit)
 	if err != nil || info.Count == 0 {
 		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled and no exit record"}
 	}

@@ -74,3 +74,35 @@ func TestObjectsTagsNameTheObject(t *testing.T) {
 	}
 	check(reflect.TypeFor[Objects]())
 }
+
+// TestExitRecordLayout: .data.exit holds exactly one struct
+// user_exit_info, at the offsets the separate variables of earlier
+// releases had, so an exporter reads the record of a scheduler that an
+// older one pinned.
+func TestExitRecordLayout(t *testing.T) {
+	spec, err := Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := spec.Variables["uei"]
+	if !ok || v.SectionName != ExitSection || v.Offset != 0 {
+		t.Fatalf("uei: %+v, want the start of %s", v, ExitSection)
+	}
+	if size, goSize := spec.Maps[ExitSection].ValueSize, reflect.TypeFor[UserExitInfo]().Size(); uintptr(size) != goSize {
+		t.Errorf("%s is %d bytes, UserExitInfo %d", ExitSection, size, goSize)
+	}
+	var st *btf.Struct
+	if err := spec.Types.TypeByName("user_exit_info", &st); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{"kind": 0, "exit_code": 8, "count": 16, "reason": 24, "msg": 152}
+	for _, m := range st.Members {
+		if off, ok := want[m.Name]; !ok || m.Offset.Bytes() != off {
+			t.Errorf("user_exit_info.%s at %d, want %d", m.Name, m.Offset.Bytes(), off)
+		}
+		delete(want, m.Name)
+	}
+	for name := range want {
+		t.Errorf("user_exit_info has no member %s", name)
+	}
+}

@@ -38,6 +38,16 @@ type schedTaskCtx struct {
 	_         [7]byte
 }
 
+type schedUserExitInfo struct {
+	_        structs.HostLayout
+	Kind     uint32
+	_        [4]byte
+	ExitCode int64
+	Count    uint64
+	Reason   [128]int8
+	Msg      [1024]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -73,11 +83,6 @@ const (
 	schedVarBeSliceNs              = "be_slice_ns"
 	schedVarBeStarveNs             = "be_starve_ns"
 	schedVarBeVnow                 = "be_vnow"
-	schedVarExitCode               = "exit_code"
-	schedVarExitCount              = "exit_count"
-	schedVarExitKind               = "exit_kind"
-	schedVarExitMsg                = "exit_msg"
-	schedVarExitReason             = "exit_reason"
 	schedVarLagMaxNs               = "lag_max_ns"
 	schedVarLastRescue             = "last_rescue"
 	schedVarNextUnthrottle         = "next_unthrottle"
@@ -86,6 +91,7 @@ const (
 	schedVarStatNr                 = "stat_nr"
 	schedVarTestErrorKnob          = "test_error_knob"
 	schedVarTimerArmed             = "timer_armed"
+	schedVarUei                    = "uei"
 )
 
 // loadSched returns the embedded CollectionSpec for sched.
@@ -173,11 +179,6 @@ type schedVariableSpecs struct {
 	BeSliceNs      *ebpf.VariableSpec `ebpf:"be_slice_ns"`
 	BeStarveNs     *ebpf.VariableSpec `ebpf:"be_starve_ns"`
 	BeVnow         *ebpf.VariableSpec `ebpf:"be_vnow"`
-	ExitCode       *ebpf.VariableSpec `ebpf:"exit_code"`
-	ExitCount      *ebpf.VariableSpec `ebpf:"exit_count"`
-	ExitKind       *ebpf.VariableSpec `ebpf:"exit_kind"`
-	ExitMsg        *ebpf.VariableSpec `ebpf:"exit_msg"`
-	ExitReason     *ebpf.VariableSpec `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.VariableSpec `ebpf:"lag_max_ns"`
 	LastRescue     *ebpf.VariableSpec `ebpf:"last_rescue"`
 	NextUnthrottle *ebpf.VariableSpec `ebpf:"next_unthrottle"`
@@ -186,6 +187,7 @@ type schedVariableSpecs struct {
 	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
 	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
+	Uei            *ebpf.VariableSpec `ebpf:"uei"`
 }
 
 // schedObjects contains all objects after they have been loaded into the kernel.
@@ -244,11 +246,6 @@ type schedVariables struct {
 	BeSliceNs      *ebpf.Variable `ebpf:"be_slice_ns"`
 	BeStarveNs     *ebpf.Variable `ebpf:"be_starve_ns"`
 	BeVnow         *ebpf.Variable `ebpf:"be_vnow"`
-	ExitCode       *ebpf.Variable `ebpf:"exit_code"`
-	ExitCount      *ebpf.Variable `ebpf:"exit_count"`
-	ExitKind       *ebpf.Variable `ebpf:"exit_kind"`
-	ExitMsg        *ebpf.Variable `ebpf:"exit_msg"`
-	ExitReason     *ebpf.Variable `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.Variable `ebpf:"lag_max_ns"`
 	LastRescue     *ebpf.Variable `ebpf:"last_rescue"`
 	NextUnthrottle *ebpf.Variable `ebpf:"next_unthrottle"`
@@ -257,6 +254,7 @@ type schedVariables struct {
 	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
 	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
+	Uei            *ebpf.Variable `ebpf:"uei"`
 }
 
 // schedPrograms contains all programs after they have been loaded into the kernel.

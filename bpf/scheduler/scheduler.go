@@ -46,6 +46,10 @@ var StatNames = []string{
 // SwitchPartial is SCX_OPS_SWITCH_PARTIAL: schedule only SCHED_EXT tasks.
 const SwitchPartial = 1 << 3
 
+// UserExitInfo is struct user_exit_info (user_exit_info.h), the record
+// ops.exit writes into .data.exit.
+type UserExitInfo = schedUserExitInfo
+
 // CgCtx mirrors struct cg_ctx, the per-cgroup state in the cg_ctxs map
 // (tests inspect it).
 type CgCtx = schedCgCtx
