@@ -64,7 +64,6 @@ type Options struct {
 type Enforcer struct {
 	opts    Options
 	spec    *ebpf.CollectionSpec
-	layout  exitLayout
 	metrics *metrics
 
 	restart restartPolicy // touched by the watcher goroutine only
@@ -123,11 +122,7 @@ func New(opts Options) (*Enforcer, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout, err := newExitLayout(spec)
-	if err != nil {
-		return nil, err
-	}
-	return &Enforcer{opts: opts, spec: spec, layout: layout, metrics: newMetrics()}, nil
+	return &Enforcer{opts: opts, spec: spec, metrics: newMetrics()}, nil
 }
 
 // Start re-adopts a pinned scheduler that is still enabled, or measures
@@ -234,7 +229,7 @@ func (e *Enforcer) Stats() (map[string]uint64, error) {
 	out := make(map[string]uint64, len(scheduler.StatNames))
 	for i, name := range scheduler.StatNames {
 		var per []uint64
-		if err := e.cur.maps["stats"].Lookup(uint32(i), &per); err != nil {
+		if err := e.cur.maps.Stats.Lookup(uint32(i), &per); err != nil {
 			return nil, fmt.Errorf("reading stat %s: %w", name, err)
 		}
 		for _, v := range per {
@@ -322,7 +317,7 @@ func (e *Enforcer) enabled(in *instance) bool {
 	if state != "enabled" || ops != scheduler.OpsName {
 		return false
 	}
-	info, err := e.layout.read(in.maps["exit"])
+	info, err := readExit(in.maps.Exit)
 	return err == nil && info.Count == 0
 }
 
@@ -405,7 +400,7 @@ func (e *Enforcer) watch(ctx context.Context) {
 // It returns whether to re-attach (see restartPolicy); when the policy
 // gives up for good it leaves a mark in the pin directory.
 func (e *Enforcer) ejected(in *instance) (reattach bool) {
-	info, err := e.layout.read(in.maps["exit"])
+	info, err := readExit(in.maps.Exit)
 	if err != nil || info.Count == 0 {
 		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled and no exit record"}
 	}
@@ -439,7 +434,7 @@ func (e *Enforcer) setErrorKnob(v uint32) error {
 	if e.cur == nil {
 		return errors.New("enforcer: not attached")
 	}
-	return e.cur.maps["knob"].Update(uint32(0), v, ebpf.UpdateAny)
+	return e.cur.maps.Knob.Update(uint32(0), v, ebpf.UpdateAny)
 }
 
 // checkGuard closes one guard window; it detaches and returns true when

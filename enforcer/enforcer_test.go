@@ -83,31 +83,29 @@ func TestPartialSetsSwitchPartial(t *testing.T) {
 	}
 }
 
-// TestExitLayoutReadsRecord writes an exit record into a real BPF array
-// shaped like .data.exit and reads it back through the layout.
-func TestExitLayoutReadsRecord(t *testing.T) {
+// TestReadExitReadsRecord writes an exit record into a real BPF array
+// shaped like .data.exit, as raw bytes at the offsets ops.exit writes, and
+// reads it back.
+func TestReadExitReadsRecord(t *testing.T) {
 	spec, err := loadSpec(false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := newExitLayout(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: l.size, MaxEntries: 1})
+	size := spec.Maps[scheduler.ExitSection].ValueSize
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: size, MaxEntries: 1})
 	needs.Part(t, "BPF maps (root and BPF)", err)
 	defer m.Close()
-	buf := make([]byte, l.size)
-	binary.LittleEndian.PutUint32(buf[l.kind:], 1026)
+	buf := make([]byte, size)
+	binary.LittleEndian.PutUint32(buf[0:], 1026)
 	code := int64(-3)
-	binary.LittleEndian.PutUint64(buf[l.code:], uint64(code))
-	binary.LittleEndian.PutUint64(buf[l.count:], 1)
-	copy(buf[l.reason:], "runnable task stall\x00junk")
-	copy(buf[l.msg:], "khugepaged[42] failed to run for 7.568s")
+	binary.LittleEndian.PutUint64(buf[8:], uint64(code))
+	binary.LittleEndian.PutUint64(buf[16:], 1)
+	copy(buf[24:], "runnable task stall\x00junk")
+	copy(buf[152:], "khugepaged[42] failed to run for 7.568s")
 	if err := m.Put(uint32(0), buf); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l.read(m)
+	got, err := readExit(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
@@ -157,8 +159,8 @@ func staleEntries(t *testing.T, e *Enforcer, removed map[uint64]string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	stale := 0
-	for _, name := range []string{"cgroup_stats", "cg_ctxs"} {
-		it := e.cur.coll.Maps[name].Iterate()
+	for _, m := range []*ebpf.Map{e.cur.maps.CgroupStats, e.cur.loaded.rest.Maps["cg_ctxs"]} {
+		it := m.Iterate()
 		var id uint64
 		var val []byte
 		for it.Next(&id, &val) {

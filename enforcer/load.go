@@ -22,26 +22,35 @@ const (
 	pinRmdirLink = "rmdir_link"
 )
 
-// pinnedMaps maps the object's map names to their pin file names: the
-// maps userspace needs after re-adopting a pinned scheduler.
-var pinnedMaps = map[string]string{
-	"cgroup_stats":        "cgroup_stats",
-	"slos":                "slos",
-	"overload":            "overload",
-	scheduler.StatsMap:    "stats",
-	scheduler.ExitSection: "exit",
-	scheduler.KnobSection: "knob",
+// pinFiles names each kept map's file under Options.PinDir; a restarted
+// exporter re-adopts by these names, so they never change.
+func pinFiles(m *scheduler.Maps) map[string]**ebpf.Map {
+	return map[string]**ebpf.Map{
+		"cgroup_stats": &m.CgroupStats,
+		"slos":         &m.Slos,
+		"overload":     &m.Overload,
+		"stats":        &m.Stats,
+		"exit":         &m.Exit,
+		"knob":         &m.Knob,
+	}
 }
 
 // instance is one attached scheduler: fresh from a load, or adopted from pins.
 type instance struct {
 	ops, rmdir link.Link
-	maps       map[string]*ebpf.Map // by pin name
-	coll       *ebpf.Collection     // nil when adopted
+	maps       scheduler.Maps
+	loaded     *loaded // nil when adopted
+}
+
+// loaded is what a fresh load holds besides the kept maps.
+type loaded struct {
+	opsMap *ebpf.Map
+	rmdir  *ebpf.Program
+	rest   *ebpf.Collection // the maps and programs nobody outside reads
 }
 
 func (in *instance) slomaps() slomaps.Maps {
-	return slomaps.Maps{Stats: in.maps["cgroup_stats"], SLOs: in.maps["slos"], Overload: in.maps["overload"]}
+	return slomaps.Maps{Stats: in.maps.CgroupStats, SLOs: in.maps.Slos, Overload: in.maps.Overload}
 }
 
 // close drops our references; the kernel detaches unless a pin remains.
@@ -52,11 +61,14 @@ func (in *instance) close() error {
 			errs = append(errs, l.Close())
 		}
 	}
-	for _, m := range in.maps {
-		errs = append(errs, m.Close())
+	for _, m := range pinFiles(&in.maps) {
+		if *m != nil {
+			errs = append(errs, (*m).Close())
+		}
 	}
-	if in.coll != nil {
-		in.coll.Close()
+	if l := in.loaded; l != nil {
+		errs = append(errs, l.opsMap.Close(), l.rmdir.Close())
+		l.rest.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -162,24 +174,17 @@ func attach(spec *ebpf.CollectionSpec, shared slomaps.Maps) (*instance, error) {
 		}
 		return nil, fmt.Errorf("loading the scheduler: %w", err)
 	}
-	in := &instance{coll: coll, maps: make(map[string]*ebpf.Map)}
-	for obj, pin := range pinnedMaps {
-		m, ok := coll.Maps[obj]
-		if !ok {
-			coll.Close()
-			return nil, fmt.Errorf("scheduler object has no map %q", obj)
-		}
-		// Clone so instance.close and coll.Close each drop their own fd.
-		if in.maps[pin], err = m.Clone(); err != nil {
-			in.close()
-			return nil, err
-		}
+	var objs scheduler.Objects
+	if err := coll.Assign(&objs); err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("scheduler object: %w", err)
 	}
-	if in.rmdir, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[scheduler.RmdirProg]}); err != nil {
+	in := &instance{maps: objs.Maps, loaded: &loaded{opsMap: objs.Ops, rmdir: objs.Rmdir, rest: coll}}
+	if in.rmdir, err = link.AttachTracing(link.TracingOptions{Program: objs.Rmdir}); err != nil {
 		in.close()
 		return nil, fmt.Errorf("attaching %s: %w", scheduler.RmdirProg, err)
 	}
-	if in.ops, err = link.AttachStructOps(link.StructOpsOptions{Map: coll.Maps[scheduler.OpsMap]}); err != nil {
+	if in.ops, err = link.AttachStructOps(link.StructOpsOptions{Map: objs.Ops}); err != nil {
 		in.close()
 		return nil, fmt.Errorf("enabling the scheduler (sched_ext rejected it; see dmesg): %w", err)
 	}
@@ -197,8 +202,8 @@ func (in *instance) pin(dir string) error {
 	if err := in.rmdir.Pin(filepath.Join(dir, pinRmdirLink)); err != nil {
 		return err
 	}
-	for name, m := range in.maps {
-		if err := m.Pin(filepath.Join(dir, name)); err != nil {
+	for name, m := range pinFiles(&in.maps) {
+		if err := (*m).Pin(filepath.Join(dir, name)); err != nil {
 			return err
 		}
 	}
@@ -211,13 +216,13 @@ func adopt(dir string) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{ops: ops, maps: make(map[string]*ebpf.Map)}
+	in := &instance{ops: ops}
 	if in.rmdir, err = link.LoadPinnedLink(filepath.Join(dir, pinRmdirLink), nil); err != nil {
 		in.close()
 		return nil, fmt.Errorf("pinned scheduler in %s is incomplete: %w", dir, err)
 	}
-	for _, pin := range pinnedMaps {
-		if in.maps[pin], err = ebpf.LoadPinnedMap(filepath.Join(dir, pin), nil); err != nil {
+	for name, m := range pinFiles(&in.maps) {
+		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, name), nil); err != nil {
 			in.close()
 			return nil, fmt.Errorf("pinned scheduler in %s is incomplete: %w", dir, err)
 		}
@@ -229,8 +234,8 @@ func adopt(dir string) (*instance, error) {
 func unpin(dir string) error {
 	var errs []error
 	names := []string{pinLink, pinRmdirLink}
-	for _, pin := range pinnedMaps {
-		names = append(names, pin)
+	for name := range pinFiles(&scheduler.Maps{}) {
+		names = append(names, name)
 	}
 	for _, n := range names {
 		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -86,7 +86,7 @@ func (t *Tracer) Close() error {
 
 // Maps returns the maps shared with the scheduler's layout.
 func (t *Tracer) Maps() slomaps.Maps {
-	return slomaps.Maps{Stats: t.objs.CgroupStats, SLOs: t.objs.Slos, Overload: t.objs.Overload}
+	return slomaps.Maps{Stats: t.objs.CgroupStats, SLOs: t.objs.Slos, Overload: t.objs.Overload, SLOsGeneration: t.objs.SlosGeneration}
 }
 
 // JudgeSLOs switches the tracer's deadline accounting on or off; off while

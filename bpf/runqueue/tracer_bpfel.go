@@ -13,37 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type tracerCgStats struct {
-	_            structs.HostLayout
-	Hist         [96]uint64
-	Count        uint64
-	SumNs        uint64
-	Deadlines    uint64
-	Misses       uint64
-	Waiting      int64
-	MissRate     uint64
-	LastJudgedNs uint64
-	FastRate     uint64
-}
-
 type tracerPreemptKey struct {
 	_      structs.HostLayout
 	Victim uint64
 	By     uint64
 }
 
-type tracerSloEntry struct {
-	_           structs.HostLayout
-	BudgetNs    uint64
-	AllowedMiss uint64
-	Slot        uint32
-	Importance  uint32
-}
-
 type tracerWaitMark struct {
-	_       structs.HostLayout
-	SinceNs uint64
-	Cgid    uint64
+	_         structs.HostLayout
+	SinceNs   uint64
+	Cgid      uint64
+	NoSloCgid uint64
+	NoSloGen  uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -63,7 +44,9 @@ const (
 	tracerProgOnWakeup        = "on_wakeup"
 	tracerProgOnWakeupNew     = "on_wakeup_new"
 	tracerVarCgroupGeneration = "cgroup_generation"
+	tracerVarDropNr           = "drop_nr"
 	tracerVarJudgeSlos        = "judge_slos"
+	tracerVarSlosGeneration   = "slos_generation"
 	tracerVarUseCgroup2       = "use_cgroup2"
 	tracerVarV1HierarchyId    = "v1_hierarchy_id"
 )
@@ -135,7 +118,9 @@ type tracerMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
 	CgroupGeneration *ebpf.VariableSpec `ebpf:"cgroup_generation"`
+	DropNr           *ebpf.VariableSpec `ebpf:"drop_nr"`
 	JudgeSlos        *ebpf.VariableSpec `ebpf:"judge_slos"`
+	SlosGeneration   *ebpf.VariableSpec `ebpf:"slos_generation"`
 	UseCgroup2       *ebpf.VariableSpec `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
 }
@@ -186,7 +171,9 @@ func (m *tracerMaps) Close() error {
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
 	CgroupGeneration *ebpf.Variable `ebpf:"cgroup_generation"`
+	DropNr           *ebpf.Variable `ebpf:"drop_nr"`
 	JudgeSlos        *ebpf.Variable `ebpf:"judge_slos"`
+	SlosGeneration   *ebpf.Variable `ebpf:"slos_generation"`
 	UseCgroup2       *ebpf.Variable `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.Variable `ebpf:"v1_hierarchy_id"`
 }

@@ -2,4 +2,4 @@
 // and its generated bindings; package enforcer loads and attaches it.
 package scheduler
 
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3" -target bpfel -no-global-types -type cg_stats -type slo_entry -type task_ctx -type cg_ctx sched scheduler.bpf.c -- -I../include -I/usr/include/x86_64-linux-gnu
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3" -target bpfel -no-global-types -type task_ctx -type cg_ctx -type user_exit_info sched scheduler.bpf.c -- -I../include -I/usr/include/x86_64-linux-gnu

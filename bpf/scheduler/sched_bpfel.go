@@ -25,27 +25,6 @@ type schedCgCtx struct {
 	UsageStamp  uint64
 }
 
-type schedCgStats struct {
-	_            structs.HostLayout
-	Hist         [96]uint64
-	Count        uint64
-	SumNs        uint64
-	Deadlines    uint64
-	Misses       uint64
-	Waiting      int64
-	MissRate     uint64
-	LastJudgedNs uint64
-	FastRate     uint64
-}
-
-type schedSloEntry struct {
-	_           structs.HostLayout
-	BudgetNs    uint64
-	AllowedMiss uint64
-	Slot        uint32
-	Importance  uint32
-}
-
 type schedTaskCtx struct {
 	_         structs.HostLayout
 	WaitSince uint64
@@ -60,6 +39,16 @@ type schedTaskCtx struct {
 	Runnable  bool
 	RanBe     bool
 	_         [2]byte
+}
+
+type schedUserExitInfo struct {
+	_        structs.HostLayout
+	Kind     uint32
+	_        [4]byte
+	ExitCode int64
+	Count    uint64
+	Reason   [128]int8
+	Msg      [1024]int8
 }
 
 // Names of all BPF objects in the ELF.
@@ -103,11 +92,6 @@ const (
 	schedVarDomCpus                = "dom_cpus"
 	schedVarDomFirst               = "dom_first"
 	schedVarDomNr                  = "dom_nr"
-	schedVarExitCode               = "exit_code"
-	schedVarExitCount              = "exit_count"
-	schedVarExitKind               = "exit_kind"
-	schedVarExitMsg                = "exit_msg"
-	schedVarExitReason             = "exit_reason"
 	schedVarLagMaxNs               = "lag_max_ns"
 	schedVarLastUnthrottle         = "last_unthrottle"
 	schedVarNextUnthrottle         = "next_unthrottle"
@@ -117,6 +101,7 @@ const (
 	schedVarStatNr                 = "stat_nr"
 	schedVarTestErrorKnob          = "test_error_knob"
 	schedVarTimerArmed             = "timer_armed"
+	schedVarUei                    = "uei"
 )
 
 // loadSched returns the embedded CollectionSpec for sched.
@@ -210,11 +195,6 @@ type schedVariableSpecs struct {
 	DomCpus        *ebpf.VariableSpec `ebpf:"dom_cpus"`
 	DomFirst       *ebpf.VariableSpec `ebpf:"dom_first"`
 	DomNr          *ebpf.VariableSpec `ebpf:"dom_nr"`
-	ExitCode       *ebpf.VariableSpec `ebpf:"exit_code"`
-	ExitCount      *ebpf.VariableSpec `ebpf:"exit_count"`
-	ExitKind       *ebpf.VariableSpec `ebpf:"exit_kind"`
-	ExitMsg        *ebpf.VariableSpec `ebpf:"exit_msg"`
-	ExitReason     *ebpf.VariableSpec `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.VariableSpec `ebpf:"lag_max_ns"`
 	LastUnthrottle *ebpf.VariableSpec `ebpf:"last_unthrottle"`
 	NextUnthrottle *ebpf.VariableSpec `ebpf:"next_unthrottle"`
@@ -224,6 +204,7 @@ type schedVariableSpecs struct {
 	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
 	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
+	Uei            *ebpf.VariableSpec `ebpf:"uei"`
 }
 
 // schedObjects contains all objects after they have been loaded into the kernel.
@@ -287,11 +268,6 @@ type schedVariables struct {
 	DomCpus        *ebpf.Variable `ebpf:"dom_cpus"`
 	DomFirst       *ebpf.Variable `ebpf:"dom_first"`
 	DomNr          *ebpf.Variable `ebpf:"dom_nr"`
-	ExitCode       *ebpf.Variable `ebpf:"exit_code"`
-	ExitCount      *ebpf.Variable `ebpf:"exit_count"`
-	ExitKind       *ebpf.Variable `ebpf:"exit_kind"`
-	ExitMsg        *ebpf.Variable `ebpf:"exit_msg"`
-	ExitReason     *ebpf.Variable `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.Variable `ebpf:"lag_max_ns"`
 	LastUnthrottle *ebpf.Variable `ebpf:"last_unthrottle"`
 	NextUnthrottle *ebpf.Variable `ebpf:"next_unthrottle"`
@@ -301,6 +277,7 @@ type schedVariables struct {
 	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
 	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
+	Uei            *ebpf.Variable `ebpf:"uei"`
 }
 
 // schedPrograms contains all programs after they have been loaded into the kernel.

@@ -133,6 +133,7 @@
  */
 #include "sched_ext.h"
 #include "slo_account.h"
+#include "user_exit_info.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -182,11 +183,7 @@ const volatile u32 dom_cpus[MAX_CPUS];
 volatile u32 test_error_knob SEC(".data.knob");
 
 /* ops.exit copies the kernel's exit info here; userspace only reads it. */
-u32 exit_kind SEC(".data.exit");
-s64 exit_code SEC(".data.exit");
-u64 exit_count SEC(".data.exit");
-char exit_reason[128] SEC(".data.exit");
-char exit_msg[1024] SEC(".data.exit");
+UEI_DEFINE(uei);
 
 /* Machine-wide state: only the cpu.max parking path touches it. */
 u64 next_unthrottle;	/* earliest end of a parked cgroup's period (a hint) */
@@ -1354,11 +1351,7 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(slo_init)
 
 void BPF_STRUCT_OPS(slo_exit, struct scx_exit_info *ei)
 {
-	exit_kind = ei->kind;
-	exit_code = ei->exit_code;
-	bpf_probe_read_kernel_str(exit_reason, sizeof(exit_reason), ei->reason);
-	bpf_probe_read_kernel_str(exit_msg, sizeof(exit_msg), ei->msg);
-	__sync_fetch_and_add(&exit_count, 1);
+	UEI_RECORD(uei, ei);
 }
 
 /* Stats of a removed cgroup that never had a cpu css (no cgroup_exit). */

@@ -16,6 +16,26 @@ const (
 	StatsMap    = "stats"            // per-CPU counters, enum stat_idx order
 )
 
+// Objects are what the loader keeps of a loaded scheduler, tagged with
+// their names in the object as bpf2go tags its own (Collection.Assign
+// fills them; a test checks every tag against the object).
+type Objects struct {
+	Ops   *ebpf.Map     `ebpf:"scx_slo"`
+	Rmdir *ebpf.Program `ebpf:"slo_cgroup_rmdir"`
+	Maps
+}
+
+// Maps are the maps userspace reads and writes while the scheduler runs,
+// and re-adopts from pins after a restart.
+type Maps struct {
+	CgroupStats *ebpf.Map `ebpf:"cgroup_stats"`
+	Slos        *ebpf.Map `ebpf:"slos"`
+	Overload    *ebpf.Map `ebpf:"overload"`
+	Stats       *ebpf.Map `ebpf:"stats"`      // per-CPU counters, StatNames order
+	Exit        *ebpf.Map `ebpf:".data.exit"` // ops.exit's record, read-only for userspace
+	Knob        *ebpf.Map `ebpf:".data.knob"` // test_error_knob
+}
+
 // StatNames names the stats array's slots in enum stat_idx order.
 var StatNames = []string{
 	"enq_slo", "enq_be", "direct", "kick_preempt", "kick_idle",
@@ -26,6 +46,10 @@ var StatNames = []string{
 
 // SwitchPartial is SCX_OPS_SWITCH_PARTIAL: schedule only SCHED_EXT tasks.
 const SwitchPartial = 1 << 3
+
+// UserExitInfo is struct user_exit_info (user_exit_info.h), the record
+// ops.exit writes into .data.exit.
+type UserExitInfo = schedUserExitInfo
 
 // CgCtx mirrors struct cg_ctx, the per-cgroup state in the cg_ctxs map
 // (tests inspect it).

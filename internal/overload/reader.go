@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
 // ErrNoSLO means the cgroup has no SLO (no slot): never overloaded.
@@ -122,9 +124,8 @@ func (r *Reader) resolve() error {
 			return err
 		}
 	}
-	// struct slo_entry: budget_ns u64, allowed_miss u64, slot u32, importance u32.
-	var v [24]byte
-	err := r.slos.Lookup(r.cgroupID, &v)
+	var e slomaps.Entry
+	err := r.slos.Lookup(r.cgroupID, &e)
 	r.resolved = time.Now()
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		r.hasSlot = false
@@ -133,7 +134,7 @@ func (r *Reader) resolve() error {
 	if err != nil {
 		return err
 	}
-	r.slot = binary.NativeEndian.Uint32(v[16:20])
+	r.slot = e.Slot
 	r.hasSlot = true
 	return nil
 }

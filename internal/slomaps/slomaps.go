@@ -8,29 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"structs"
 
 	"github.com/cilium/ebpf"
-
-	"github.com/scx-slo/scx-slo/internal/latencyhist"
 )
 
-// MaxSlots must match SLO_MAX_SLOTS in slo_account.h.
+// MaxSlots is SLO_MAX_SLOTS in slo_account.h, the entries of the slos and
+// overload maps (a test checks both objects).
 const MaxSlots = 4096
 
-// Stats mirrors struct cg_stats.
-type Stats struct {
-	_            structs.HostLayout // lets cilium/ebpf copy values without reflection
-	Hist         [latencyhist.Buckets]uint64
-	Count        uint64
-	SumNs        uint64
-	Deadlines    uint64
-	Misses       uint64
-	Waiting      int64
-	MissRate     uint64
-	LastJudgedNs uint64
-	FastRate     uint64
-}
+// Stats is struct cg_stats, one cgroup's value in cgroup_stats.
+type Stats = accountCgStats
 
 // MeanWaitNs is the mean recorded wait; 0 with none.
 func (s *Stats) MeanWaitNs() uint64 { return s.SumNs / max(s.Count, 1) }
@@ -38,14 +25,8 @@ func (s *Stats) MeanWaitNs() uint64 { return s.SumNs / max(s.Count, 1) }
 // MissRatio is the share of judged wakeups that missed the budget; 0 with none.
 func (s *Stats) MissRatio() float64 { return float64(s.Misses) / float64(max(s.Deadlines, 1)) }
 
-// Entry mirrors struct slo_entry.
-type Entry struct {
-	_           structs.HostLayout
-	BudgetNs    uint64
-	AllowedMiss uint64
-	Slot        uint32
-	Importance  uint32
-}
+// Entry is struct slo_entry, one cgroup's value in slos.
+type Entry = accountSloEntry
 
 // NewEntry builds the kernel's view of one SLO: the allowed miss fraction
 // is kept in the same 32-bit fixed point as the in-kernel EWMA.
@@ -61,6 +42,9 @@ func NewEntry(budgetNs uint64, target float64, importance int, slot uint32) Entr
 // Maps holds one program's three shared maps.
 type Maps struct {
 	Stats, SLOs, Overload *ebpf.Map
+	// SLOsGeneration, if set, is bumped after every change to SLOs: the
+	// tracer caches "this cgroup has no SLO" per task until it moves.
+	SLOsGeneration *ebpf.Variable
 }
 
 // ReadStats returns every cgroup's stats, keyed by cgroup id. It reads in
@@ -156,8 +140,10 @@ func (m Maps) SyncSLOs(want map[uint64]Entry) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("reading slos: %w", err)
 	}
+	changed := false
 	for id := range have {
 		if _, ok := want[id]; !ok {
+			changed = true
 			if err := m.SLOs.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				errs = append(errs, fmt.Errorf("deleting slo of cgroup %d: %w", id, err))
 			}
@@ -168,6 +154,7 @@ func (m Maps) SyncSLOs(want map[uint64]Entry) error {
 		if ok && old == e {
 			continue
 		}
+		changed = true
 		if !ok || old.Slot != e.Slot {
 			if err := m.SetOverloaded(e.Slot, false); err != nil {
 				errs = append(errs, err)
@@ -175,6 +162,14 @@ func (m Maps) SyncSLOs(want map[uint64]Entry) error {
 		}
 		if err := m.SLOs.Put(id, e); err != nil {
 			errs = append(errs, fmt.Errorf("writing slo of cgroup %d: %w", id, err))
+		}
+	}
+	if changed && m.SLOsGeneration != nil {
+		var g uint64
+		if err := m.SLOsGeneration.Get(&g); err != nil {
+			errs = append(errs, fmt.Errorf("reading slos_generation: %w", err))
+		} else if err := m.SLOsGeneration.Set(g + 1); err != nil {
+			errs = append(errs, fmt.Errorf("bumping slos_generation: %w", err))
 		}
 	}
 	return errors.Join(errs...)

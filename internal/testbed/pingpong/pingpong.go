@@ -5,56 +5,124 @@
 package pingpong
 
 import (
+	"errors"
 	"runtime"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// Result is one measurement, as means per round trip.
+type Result struct {
+	// RoundTrip is wall time: what the workload sees, including waits
+	// behind anything else running on the machine.
+	RoundTrip time.Duration
+	// CPU is the two threads' user and system time. The kernel's work at
+	// each wakeup and switch (tracepoints included) runs on these threads
+	// while they are busy; waits behind other processes do not count, so
+	// it is steadier than RoundTrip on a shared host.
+	CPU time.Duration
+}
 
 // Run does n round trips and returns their mean duration.
 func Run(n int) (time.Duration, error) {
+	r, err := Measure(1, n)
+	return r.RoundTrip, err
+}
+
+// Measure runs pairs ping-pongs of n round trips at once and returns the
+// means over all of them. With as many pairs as CPUs every CPU always has
+// a task to switch to: switching is saturated, the case where per-switch
+// costs show most.
+func Measure(pairs, n int) (Result, error) {
+	results := make(chan pairResult, pairs)
+	for i := 0; i < pairs; i++ {
+		go func() { results <- runPair(n) }()
+	}
+	var sum Result
+	var errs []error
+	for i := 0; i < pairs; i++ {
+		r := <-results
+		sum.RoundTrip += r.RoundTrip
+		sum.CPU += r.CPU
+		errs = append(errs, r.err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, err
+	}
+	return Result{RoundTrip: sum.RoundTrip / time.Duration(pairs), CPU: sum.CPU / time.Duration(pairs)}, nil
+}
+
+type pairResult struct {
+	Result
+	err error
+}
+
+func runPair(n int) pairResult {
 	var ab, ba [2]int
 	if err := syscall.Pipe(ab[:]); err != nil {
-		return 0, err
+		return pairResult{err: err}
 	}
 	if err := syscall.Pipe(ba[:]); err != nil {
-		return 0, err
+		syscall.Close(ab[0])
+		syscall.Close(ab[1])
+		return pairResult{err: err}
 	}
 	defer func() {
 		for _, fd := range []int{ab[0], ab[1], ba[0], ba[1]} {
 			syscall.Close(fd)
 		}
 	}()
-	errc := make(chan error, 1)
+	type echoResult struct {
+		cpu time.Duration
+		err error
+	}
+	echoed := make(chan echoResult, 1)
 	go func() {
-		runtime.LockOSThread()
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		start := threadCPU()
 		buf := make([]byte, 1)
 		for i := 0; i < n; i++ {
 			if _, err := syscall.Read(ab[0], buf); err != nil {
-				errc <- err
+				echoed <- echoResult{err: err}
 				return
 			}
 			if _, err := syscall.Write(ba[1], buf); err != nil {
-				errc <- err
+				echoed <- echoResult{err: err}
 				return
 			}
 		}
-		errc <- nil
+		echoed <- echoResult{cpu: threadCPU() - start}
 	}()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, 1)
+	cpu0 := threadCPU()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if _, err := syscall.Write(ab[1], buf); err != nil {
-			return 0, err
+			return pairResult{err: err}
 		}
 		if _, err := syscall.Read(ba[0], buf); err != nil {
-			return 0, err
+			return pairResult{err: err}
 		}
 	}
 	elapsed := time.Since(start)
-	if err := <-errc; err != nil {
-		return 0, err
+	cpu := threadCPU() - cpu0
+	e := <-echoed
+	if e.err != nil {
+		return pairResult{err: e.err}
 	}
-	return elapsed / time.Duration(n), nil
+	per := time.Duration(max(n, 1))
+	return pairResult{Result: Result{RoundTrip: elapsed / per, CPU: (cpu + e.cpu) / per}}
+}
+
+// threadCPU is the calling thread's user and system time.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
