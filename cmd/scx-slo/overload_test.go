@@ -44,18 +44,16 @@ func TestOverloadPublished(t *testing.T) {
 		t.Fatalf("SLOs never applied\n%s", e.Log())
 	}
 
-	readers := map[string]*overload.Reader{}
+	reader, err := overload.Open(pins)
+	if err != nil {
+		t.Fatalf("opening pinned maps: %v\n%s", err, e.Log())
+	}
+	defer reader.Close()
+	ids := map[string]uint64{}
 	for _, p := range paths {
-		id, err := cgroupfs.ID(cg.H.Dir(p))
-		if err != nil {
+		if ids[p], err = cgroupfs.ID(cg.H.Dir(p)); err != nil {
 			t.Fatal(err)
 		}
-		r, err := overload.Open(pins, id)
-		if err != nil {
-			t.Fatalf("opening pinned maps: %v\n%s", err, e.Log())
-		}
-		defer r.Close()
-		readers[p] = r
 	}
 	viaHTTP := func(p string) bool {
 		_, body, err := e.Get("/overload?cgroup=" + p)
@@ -74,7 +72,7 @@ func TestOverloadPublished(t *testing.T) {
 		seen := map[string]bool{}
 		ok := true
 		for _, p := range paths {
-			on, err := readers[p].Overloaded()
+			on, err := reader.Overloaded(ids[p])
 			if err != nil {
 				t.Fatalf("reading %s: %v", p, err)
 			}
@@ -91,7 +89,7 @@ func TestOverloadPublished(t *testing.T) {
 		defer w.Stop()
 	}
 	for time.Since(start) < 5*time.Second {
-		if on, _ := readers[paths[3]].Overloaded(); on {
+		if on, _ := reader.Overloaded(ids[paths[3]]); on {
 			t.Logf("bit set %v after the probe started under an impossible budget", time.Since(start).Round(100*time.Microsecond))
 			break
 		}
@@ -131,7 +129,7 @@ func TestOverloadPublished(t *testing.T) {
 		t.Errorf("/overload for a cgroup without SLO: %s", resp.Status)
 	}
 	e.Stop(t)
-	if _, err := overload.Open(pins, 1); err == nil {
+	if _, err := overload.Open(pins); err == nil {
 		t.Errorf("pins left behind after the exporter stopped")
 	}
 }

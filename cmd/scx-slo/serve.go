@@ -30,6 +30,7 @@ import (
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/logging"
 	"github.com/scx-slo/scx-slo/internal/overload"
+	"github.com/scx-slo/scx-slo/internal/pindir"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/sloconfig"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -107,6 +108,18 @@ func serve(f *serveFlags) error {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
+	if f.overloadPinDir != "" {
+		defer overload.Unpublish(f.overloadPinDir)
+		// Readers fail open once this stops (the process died).
+		hb, err := overload.StartHeartbeat(ctx, f.overloadPinDir)
+		if errors.Is(err, pindir.ErrUnsafe) {
+			return err
+		}
+		if err != nil {
+			level.Warn(logger).Log("msg", "no heartbeat for the published overload bits; pinned readers will fail open", "err", err)
+		}
+		defer hb.Stop()
+	}
 
 	hier, err := cgroupfs.Detect(f.cgroupfs, f.hierarchy)
 	if err != nil {
@@ -192,9 +205,6 @@ func serve(f *serveFlags) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); followMode(ctx, node, enf, f.overloadPinDir, kickSync, logger) }()
-	if f.overloadPinDir != "" {
-		defer overload.Unpublish(f.overloadPinDir)
-	}
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = cfg.Run(ctx) }()
 	go func() {

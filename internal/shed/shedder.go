@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scx-slo/scx-slo/internal/overload"
 )
 
 // Config is everything a Shedder needs besides its sources.
@@ -114,6 +116,7 @@ type Shedder struct {
 
 	requests   [][]prometheus.Counter // [class][reason]
 	readErrors map[string]prometheus.Counter
+	staleReads map[string]prometheus.Counter
 }
 
 // New checks cfg and registers the metrics with reg. sources are tried in
@@ -134,6 +137,7 @@ func New(cfg Config, sources []Source, reg prometheus.Registerer, log *slog.Logg
 		retryAfter: strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		ctrl:       ctrl,
 		readErrors: map[string]prometheus.Counter{},
+		staleReads: map[string]prometheus.Counter{},
 	}
 	s.state.Store(&snapshot{kind: stateUnknown, fraction: 1})
 	if err := s.register(reg); err != nil {
@@ -162,10 +166,15 @@ func (s *Shedder) register(reg prometheus.Registerer) error {
 		Name: "scx_slo_shed_state_read_errors_total",
 		Help: "Reads of the overload state that no source could answer (requests fail open meanwhile), counted for each source that failed.",
 	}, []string{"source"})
+	staleReads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scx_slo_shed_state_stale_total",
+		Help: "Reads that found a source's published state stale (the exporter stopped beating: killed or stopped without removing its pins), so that source was not followed.",
+	}, []string{"source"})
 	sourceInUse := prometheus.NewDesc("scx_slo_shed_state_source", "1 for the source the overload state is read from now, 0 for the others.", []string{"source"}, nil)
 	var names []string
 	for _, src := range s.sources {
 		s.readErrors[src.Name()] = readErrs.WithLabelValues(src.Name())
+		s.staleReads[src.Name()] = staleReads.WithLabelValues(src.Name())
 		names = append(names, src.Name())
 	}
 	gauge := func(name, help string, f func(*snapshot) float64) prometheus.Collector {
@@ -177,7 +186,7 @@ func (s *Shedder) register(reg prometheus.Registerer) error {
 		}
 		return 0
 	}
-	cs := []prometheus.Collector{reqs, readErrs, &sourceCollector{desc: sourceInUse, names: names, state: &s.state},
+	cs := []prometheus.Collector{reqs, readErrs, staleReads, &sourceCollector{desc: sourceInUse, names: names, state: &s.state},
 		gauge("scx_slo_shed_admitted_ratio", "Share of sheddable requests admitted right now (1 while not shedding or failing open).",
 			func(st *snapshot) float64 { return st.effectiveFraction() }),
 		gauge("scx_slo_shed_overloaded", "1 while the cgroup's overload bit is set, as last read.",
@@ -235,6 +244,9 @@ func (s *Shedder) poll() {
 			return
 		}
 		if err != nil {
+			if errors.Is(err, overload.ErrStale) {
+				s.staleReads[src.Name()].Inc()
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", src.Name(), err))
 			continue
 		}
