@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +139,35 @@ func TestOverloadPublished(t *testing.T) {
 func isBPFFS(dir string) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(dir, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+}
+
+// TestRefusesForeignPinDir: a pin directory another user created first
+// in a world-writable bpffs would let that user delete the pins later;
+// the exporter refuses to start on it and says why.
+func TestRefusesForeignPinDir(t *testing.T) {
+	exportertest.RequireRoot(t)
+	if !isBPFFS("/sys/fs/bpf") {
+		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
+	}
+	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-test-foreign-%d", time.Now().UnixNano())
+	if err := os.Mkdir(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pins) })
+	const nobody = 65534
+	if err := os.Chown(pins, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	e := exportertest.StartNoWait(t, "--overload.pin-dir="+pins, "--no-collector.runqueue", "--no-collector.slo")
+	err, exited := e.Wait(30 * time.Second)
+	if !exited {
+		t.Fatalf("the exporter runs with a pin directory owned by uid %d\n%s", nobody, e.Log())
+	}
+	want := fmt.Sprintf("--overload.pin-dir=%q: unsafe pin directory: owned by uid %d", pins, nobody)
+	if err == nil || !strings.Contains(e.Log(), want) {
+		t.Errorf("exit %v; log does not say %q:\n%s", err, want, e.Log())
+	}
+	if _, err := os.Stat(filepath.Join(pins, overload.HeartbeatPin)); err == nil {
+		t.Errorf("pinned into the refused directory")
+	}
 }
