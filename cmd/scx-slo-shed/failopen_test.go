@@ -12,11 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scx-slo/scx-slo/internal/logging"
 	"github.com/scx-slo/scx-slo/internal/overload"
 	"github.com/scx-slo/scx-slo/internal/shed"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
-	"log/slog"
 )
 
 // TestFailOpenAfterExporterKilled: the exporter dies uncleanly (SIGKILL)
@@ -57,7 +57,7 @@ func TestFailOpenAfterExporterKilled(t *testing.T) {
 	cfg := shed.DefaultConfig()
 	cfg.Controller.Floor, cfg.Controller.Decrease, cfg.Controller.Step = 0.2, 0.5, 50*time.Millisecond
 	reg := prometheus.NewPedanticRegistry()
-	mw, err := shed.New(cfg, []shed.Source{shed.NewPinnedSource(pins, target), viaHTTP}, reg, slog.Default())
+	mw, err := shed.New(cfg, []shed.Source{shed.NewPinnedSource(pins, target), viaHTTP}, reg, logging.New(&logging.Config{Level: "info", Format: "logfmt"}))
 	if err != nil {
 		t.Fatal(err)
 	}

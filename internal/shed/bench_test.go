@@ -2,12 +2,12 @@ package shed
 
 import (
 	"context"
-	"io"
-	"log/slog"
+
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -26,7 +26,7 @@ func BenchmarkAdmit(b *testing.B) {
 			cfg.Rules = append([]Rule{{Class: "checkout", Action: Pass, Method: "POST", Path: "/checkout"}}, DefaultProbeRules()...)
 			src := &bitSource{}
 			src.on.Store(overloaded)
-			s, err := New(cfg, []Source{src}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s, err := New(cfg, []Source{src}, prometheus.NewRegistry(), log.NewNopLogger())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -16,7 +16,7 @@
 //
 // In process:
 //
-//	s, err := shed.New(shed.DefaultConfig(), []shed.Source{pinned, viaHTTP}, prometheus.DefaultRegisterer, slog.Default())
+//	s, err := shed.New(shed.DefaultConfig(), []shed.Source{pinned, viaHTTP}, prometheus.DefaultRegisterer, logger) // a go-kit log.Logger
 //	go s.Run(ctx)
 //	http.ListenAndServe(":8080", s.Middleware(mux))
 //

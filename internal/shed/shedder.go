@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scx-slo/scx-slo/internal/overload"
@@ -107,7 +108,7 @@ type snapshot struct {
 type Shedder struct {
 	cfg        Config
 	sources    []Source
-	log        *slog.Logger
+	logger     log.Logger
 	classifier *classifier
 	retryAfter string
 
@@ -121,7 +122,7 @@ type Shedder struct {
 
 // New checks cfg and registers the metrics with reg. sources are tried in
 // order on every read; the first that answers wins.
-func New(cfg Config, sources []Source, reg prometheus.Registerer, log *slog.Logger) (*Shedder, error) {
+func New(cfg Config, sources []Source, reg prometheus.Registerer, logger log.Logger) (*Shedder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func New(cfg Config, sources []Source, reg prometheus.Registerer, log *slog.Logg
 	s := &Shedder{
 		cfg:        cfg,
 		sources:    sources,
-		log:        log,
+		logger:     logger,
 		classifier: newClassifier(cfg.Rules),
 		retryAfter: strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		ctrl:       ctrl,
@@ -238,7 +239,7 @@ func (s *Shedder) poll() {
 		on, err := src.Overloaded()
 		if errors.Is(err, ErrNoSLO) {
 			if prev.kind != stateNoSLO {
-				s.log.Warn("the cgroup has no SLO in the exporter's config; never shedding", "source", src.Name())
+				level.Warn(s.logger).Log("msg", "the cgroup has no SLO in the exporter's config; never shedding", "source", src.Name())
 			}
 			s.store(&snapshot{kind: stateNoSLO, fraction: 1, source: src.Name()}, prev)
 			return
@@ -254,9 +255,9 @@ func (s *Shedder) poll() {
 			// A later source standing in for an earlier one is normal
 			// (no access to the pins): say why once, count nothing.
 			if len(errs) > 0 {
-				s.log.Info("reading the overload state", "source", src.Name(), "skipped", errors.Join(errs...))
+				level.Info(s.logger).Log("msg", "reading the overload state", "source", src.Name(), "skipped", errors.Join(errs...))
 			} else {
-				s.log.Info("reading the overload state", "source", src.Name())
+				level.Info(s.logger).Log("msg", "reading the overload state", "source", src.Name())
 			}
 		}
 		s.ctrl.Observe(on, time.Now())
@@ -269,7 +270,7 @@ func (s *Shedder) poll() {
 		s.readErrors[src.Name()].Inc()
 	}
 	if prev.kind != stateUnknown || prev.source == "" {
-		s.log.Warn("cannot read the overload state; admitting every request (fail open) until it can", "err", errors.Join(errs...))
+		level.Warn(s.logger).Log("msg", "cannot read the overload state; admitting every request (fail open) until it can", "err", errors.Join(errs...))
 		// Start afresh when the state returns: the old fraction is stale.
 		s.ctrl, _ = NewController(s.cfg.Controller)
 	}
