@@ -116,9 +116,16 @@ type Heartbeat struct {
 // (replacing a dead exporter's) and beats every HeartbeatInterval until
 // ctx ends or Stop. Errors from pindir.Prepare wrap pindir.ErrUnsafe when
 // the directory is refused.
+//
+// A dead exporter's slos and overload pins are removed first: under a
+// fresh heartbeat their frozen bits would look live until Publish
+// replaces them.
 func StartHeartbeat(ctx context.Context, dir string) (*Heartbeat, error) {
 	if err := pindir.Prepare(PinDirFlag, dir); err != nil {
 		return nil, err
+	}
+	if err := Unpublish(dir); err != nil {
+		return nil, fmt.Errorf("removing stale pins: %w", err)
 	}
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "scx_slo_beat", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
 	if err != nil {

@@ -128,17 +128,28 @@ func TestReaderFollowsHeartbeatAndRepins(t *testing.T) {
 	}
 	late.Close()
 
-	// A new exporter: new maps (cg in slot 5, clear), new heartbeat.
-	slos2, bits2 := exporterMaps(t, cg, 5, false)
+	// A new exporter starts beating before it has maps to publish: the
+	// dead one's frozen bit must not come back to life meanwhile.
 	hb2, err := StartHeartbeat(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hb2.Stop()
+	var on bool
+	if !eventually(PinRecheck+time.Second, func() bool {
+		on, err = r.Overloaded(cg)
+		return err != nil && !errors.Is(err, ErrStale)
+	}) {
+		t.Fatalf("between a new exporter's heartbeat and its maps: %v, %v; want the pins missing", on, err)
+	}
+	if on {
+		t.Fatal("read the dead exporter's frozen bit under the new heartbeat")
+	}
+	// It publishes new maps (cg in slot 5, clear).
+	slos2, bits2 := exporterMaps(t, cg, 5, false)
 	if err := Publish(dir, slos2, bits2); err != nil {
 		t.Fatal(err)
 	}
-	var on bool
 	if !eventually(PinRecheck+time.Second, func() bool { on, err = r.Overloaded(cg); return err == nil && !on }) {
 		t.Fatalf("the reader did not follow the new exporter's pins: %v, %v", on, err)
 	}
