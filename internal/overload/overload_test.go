@@ -15,7 +15,7 @@ import (
 
 // pinRoot returns a fresh directory path under the host's bpffs, or skips
 // (fails under SCX_SLO_LAB_REQUIRED=1) without root or bpffs.
-func pinRoot(t *testing.T) string {
+func pinRoot(t testing.TB) string {
 	t.Helper()
 	var st unix.Statfs_t
 	why := ""
@@ -38,7 +38,7 @@ func pinRoot(t *testing.T) string {
 
 // exporterMaps stands in for a judging program's two maps: cgroup id ->
 // slot, and the bit of that slot set to on.
-func exporterMaps(t *testing.T, cgroupID uint64, slot uint32, on bool) (slos, bits *ebpf.Map) {
+func exporterMaps(t testing.TB, cgroupID uint64, slot uint32, on bool) (slos, bits *ebpf.Map) {
 	t.Helper()
 	slos, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 8, ValueSize: 24, MaxEntries: 16})
 	if err != nil {
