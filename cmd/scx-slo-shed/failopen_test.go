@@ -148,6 +148,10 @@ func TestFailOpenAfterExporterKilled(t *testing.T) {
 	if v, _ := f.Value("scx_slo_shed_state_stale_total", map[string]string{"source": "pinned"}); v < 1 {
 		t.Errorf("the sidecar counted no stale reads of the pins:\n%s", sidecar.log.String())
 	}
+	// The HTTP reader needs no heartbeat: the dead exporter does not answer.
+	if v, _ := f.Value("scx_slo_shed_state_read_errors_total", map[string]string{"source": "http"}); v < 1 {
+		t.Errorf("the sidecar counted no failed HTTP reads with the exporter dead")
+	}
 	if v, _ := f.Value("scx_slo_shed_state_up", nil); v != 0 {
 		t.Errorf("sidecar scx_slo_shed_state_up = %v after the exporter died", v)
 	}
