@@ -89,8 +89,8 @@ func ResolveTarget(h cgroupfs.Hierarchy, spec string, needIDs bool) (Target, err
 	return t, nil
 }
 
-// PinnedSource reads the bit through the exporter's pinned, mmapped map:
-// one memory load per read. It needs root or CAP_BPF with write access to
+// PinnedSource reads the bit through the exporter's pinned, mmapped maps:
+// two memory loads per read. It needs root or CAP_BPF with write access to
 // the pins (see package overload), which also follows re-pins and reports
 // a published state whose heartbeat stopped (overload.ErrStale).
 type PinnedSource struct {
