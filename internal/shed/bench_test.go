@@ -33,7 +33,12 @@ func BenchmarkAdmit(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go s.Run(ctx)
-			time.Sleep(20 * time.Millisecond)
+			// Until the first read the shedder fails open.
+			for deadline := time.Now().Add(5 * time.Second); s.state.Load().shedding != overloaded || s.state.Load().kind != stateOK; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatal("the shedder never read the source")
+				}
+			}
 			req := httptest.NewRequest("GET", "/api/items?id=1", nil)
 			req.Header.Set("User-Agent", "bench/1")
 			b.ReportAllocs()
