@@ -24,7 +24,7 @@ import (
 // frozen at 1. The sidecar and the in-process middleware, both shedding
 // at that moment, must notice that the published state stopped beating
 // and admit everything within overload.StaleAfter, answering every
-// request meanwhile.
+// request meanwhile; and follow a new exporter's pins once it starts.
 func TestFailOpenAfterExporterKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs the exporter and load")
@@ -169,6 +169,18 @@ func TestFailOpenAfterExporterKilled(t *testing.T) {
 	}
 	if !contains(sidecar.log.String(), "stale") {
 		t.Errorf("the sidecar did not log why it fails open:\n%s", sidecar.log.String())
+	}
+
+	// A new exporter on the same pin directory: both readers follow its
+	// pins and shed again.
+	exportertest.Start(t, lab.args...)
+	waitMetric(t, sidecar, "scx_slo_shed_state_source", map[string]string{"source": "pinned"}, "the sidecar to follow the new exporter's pins", func(v float64) bool { return v == 1 })
+	waitMetric(t, sidecar, "scx_slo_shed_admitted_ratio", nil, "the sidecar to shed again", func(v float64) bool { return v == 0.2 })
+	if !exportertest.Eventually(context.Background(), 20*time.Second, func() bool {
+		return gathered(t, reg, "scx_slo_shed_state_source", map[string]string{"source": "pinned"}) == 1 &&
+			gathered(t, reg, "scx_slo_shed_admitted_ratio", nil) == 0.2
+	}) {
+		t.Error("the middleware did not follow the new exporter's pins back to shedding")
 	}
 }
 
