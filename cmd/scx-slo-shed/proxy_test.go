@@ -315,6 +315,37 @@ func TestUpstreamDown(t *testing.T) {
 	}
 }
 
+// TestOneLogger: every line the sidecar writes, from main, the shedder,
+// the proxy and exporter-toolkit alike, comes from the one go-kit logger
+// its --log flags configure.
+func TestOneLogger(t *testing.T) {
+	p := startShed(t, append(failOpenArgs(t), "--upstream="+closedURL(t), "--log.format=json")...)
+	resp, err := http.Get(p.URL("/")) // the proxy logs the dead upstream
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	p.stop()
+	if err := p.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(p.log.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["level"] == nil || rec["msg"] == nil {
+			t.Errorf("not a go-kit JSON line with level and msg: %q", line)
+			continue
+		}
+		msgs = append(msgs, fmt.Sprint(rec["msg"]))
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{"following the overload state", "proxying", "cannot read the overload state", "upstream request failed", "Listening on", "drained"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q line among:\n%s", want, all)
+		}
+	}
+}
+
 // TestBadUpstream: an upstream that answers garbage or hangs up mid-way
 // gets a 502 per request, and the proxy keeps serving.
 func TestBadUpstream(t *testing.T) {
