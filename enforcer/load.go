@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/scx-slo/scx-slo/bpf/scheduler"
+	"github.com/scx-slo/scx-slo/internal/pindir"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
@@ -193,8 +194,8 @@ func attach(spec *ebpf.CollectionSpec, shared slomaps.Maps) (*instance, error) {
 
 // pin makes the instance outlive this process.
 func (in *instance) pin(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pin directory %s: %w", dir, err)
+	if err := pindir.Prepare("--enforce.pin-dir", dir); err != nil {
+		return err
 	}
 	if err := in.ops.Pin(filepath.Join(dir, pinLink)); err != nil {
 		return fmt.Errorf("pinning the scheduler link in %s (is bpffs mounted?): %w", dir, err)

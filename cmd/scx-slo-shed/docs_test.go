@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scx-slo/scx-slo/internal/shed"
@@ -31,9 +31,9 @@ func TestDocsMatchBinary(t *testing.T) {
 			flags[f.Name] = true
 		}
 	}
-	// Not flags of this binary: the exporter's --enforce, and the
-	// placeholder in "--flag=false".
-	notOurs := map[string]bool{"enforce": true, "flag": true, "no-flag": true}
+	// Not flags of this binary: the exporter's --enforce and
+	// --overload.pin-dir, and the placeholder in "--flag=false".
+	notOurs := map[string]bool{"enforce": true, "overload.pin-dir": true, "flag": true, "no-flag": true}
 	mentioned := map[string]bool{}
 	for _, m := range regexp.MustCompile("`--([a-z][a-z0-9.-]*)").FindAllStringSubmatch(string(doc), -1) {
 		name := m[1]
@@ -56,7 +56,7 @@ func TestDocsMatchBinary(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	if _, err := shed.New(shed.DefaultConfig(), []shed.Source{shed.NewPinnedSource(t.TempDir(), shed.Target{})}, reg, slog.Default()); err != nil {
+	if _, err := shed.New(shed.DefaultConfig(), []shed.Source{shed.NewPinnedSource(t.TempDir(), shed.Target{})}, reg, log.NewNopLogger()); err != nil {
 		t.Fatal(err)
 	}
 	fams, err := reg.Gather()

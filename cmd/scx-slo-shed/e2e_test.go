@@ -309,6 +309,7 @@ type shedLab struct {
 	app      string
 	pins     string
 	e        *exportertest.Exporter
+	args     []string // the exporter's, to start another
 	upstream string
 }
 
@@ -324,7 +325,8 @@ func newShedLab(t *testing.T, budget, target string) *shedLab {
 	t.Cleanup(func() { os.RemoveAll(l.pins) })
 	cfg := filepath.Join(t.TempDir(), "slo.yaml")
 	writeAtomic(t, cfg, "slos:\n  - cgroup: "+l.app+"\n    latencyBudget: "+budget+"\n    target: "+target+"\n")
-	l.e = exportertest.Start(t, "--slo.config-file="+cfg, "--overload.pin-dir="+l.pins, "--slo.resync-interval=100ms")
+	l.args = []string{"--slo.config-file=" + cfg, "--overload.pin-dir=" + l.pins, "--slo.resync-interval=100ms"}
+	l.e = exportertest.Start(t, l.args...)
 	l.upstream = startBackend(t, l.cg, l.app)
 	return l
 }

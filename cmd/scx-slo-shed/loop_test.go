@@ -38,7 +38,7 @@ func TestShedFeedbackLoop(t *testing.T) {
 	t.Logf("light load (50/s): %d admitted, %d shed, p99 %v", light.ok, light.shed, light.p99)
 	heavy := load(shedding, 400, 1600)
 	// Let the backlog drain and the bit clear before the comparison run.
-	time.Sleep(3 * time.Second)
+	waitMetric(t, shedding, "scx_slo_shed_overloaded", nil, "the bit to clear after the heavy run", func(v float64) bool { return v == 0 })
 	dry := startShed(t, append(common, "--dry-run")...)
 	without := load(dry, 400, 1600)
 	t.Logf("heavy load (400/s) with shedding: %d admitted, %d shed, %d failed; admitted p50 %v p99 %v", heavy.ok, heavy.shed, heavy.failed, heavy.p50, heavy.p99)

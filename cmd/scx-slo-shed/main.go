@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -137,8 +138,7 @@ func main() {
 
 // setup checks every flag and builds the pieces; errors here are the
 // operator's to fix, so they name the flag and value.
-func setup(f *flags, reg prometheus.Registerer) (*shed.Shedder, http.Handler, error) {
-	logger := logging.Slog(logging.New(f.log))
+func setup(f *flags, reg prometheus.Registerer, logger log.Logger) (*shed.Shedder, http.Handler, error) {
 	f.cfg.Status = f.status
 	if f.status != http.StatusTooManyRequests && f.status != http.StatusServiceUnavailable {
 		return nil, nil, fmt.Errorf("--status=%d: must be 429 or 503", f.status)
@@ -181,7 +181,7 @@ func setup(f *flags, reg prometheus.Registerer) (*shed.Shedder, http.Handler, er
 	if err != nil {
 		return nil, nil, err
 	}
-	logger.Info("following the overload state", "cgroups", target.String(), "hierarchy", h.String(), "upstream", up.String())
+	level.Info(logger).Log("msg", "following the overload state", "cgroups", target.String(), "hierarchy", h.String(), "upstream", up.String())
 	return s, s.Middleware(shedproxy.New(f.proxy)), nil
 }
 
@@ -189,7 +189,7 @@ func run(f *flags) error {
 	logger := logging.New(f.log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(versioncollector.NewCollector("scx_slo_shed"), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s, handler, err := setup(f, reg)
+	s, handler, err := setup(f, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func run(f *flags) error {
 	if err != nil {
 		return fmt.Errorf("--listen=%q: %w", f.listen, err)
 	}
-	srv := shedproxy.NewServer(handler, shedproxy.ServerOptions{ReadHeaderTimeout: f.server.ReadHeaderTimeout, IdleTimeout: f.server.IdleTimeout, Log: logging.Slog(logger)})
+	srv := shedproxy.NewServer(handler, shedproxy.ServerOptions{ReadHeaderTimeout: f.server.ReadHeaderTimeout, IdleTimeout: f.server.IdleTimeout, Log: logger})
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 

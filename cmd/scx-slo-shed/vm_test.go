@@ -154,8 +154,8 @@ func shedInGuest(t *testing.T) vmResult {
 	// In enforce mode the pins must point at the scheduler's maps: the
 	// pinned bit agrees with /overload.
 	if id, err := cgroupfs.ID(cg.H.Dir(app)); err == nil {
-		if r, err := overload.Open(pins, id); err == nil {
-			out.PinnedBit, _ = r.Overloaded()
+		if r, err := overload.Open(pins); err == nil {
+			out.PinnedBit, _ = r.Overloaded(id)
 			r.Close()
 		}
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,18 +43,16 @@ func TestOverloadPublished(t *testing.T) {
 		t.Fatalf("SLOs never applied\n%s", e.Log())
 	}
 
-	readers := map[string]*overload.Reader{}
+	reader, err := overload.Open(pins)
+	if err != nil {
+		t.Fatalf("opening pinned maps: %v\n%s", err, e.Log())
+	}
+	defer reader.Close()
+	ids := map[string]uint64{}
 	for _, p := range paths {
-		id, err := cgroupfs.ID(cg.H.Dir(p))
-		if err != nil {
+		if ids[p], err = cgroupfs.ID(cg.H.Dir(p)); err != nil {
 			t.Fatal(err)
 		}
-		r, err := overload.Open(pins, id)
-		if err != nil {
-			t.Fatalf("opening pinned maps: %v\n%s", err, e.Log())
-		}
-		defer r.Close()
-		readers[p] = r
 	}
 	viaHTTP := func(p string) bool {
 		_, body, err := e.Get("/overload?cgroup=" + p)
@@ -71,7 +71,7 @@ func TestOverloadPublished(t *testing.T) {
 		seen := map[string]bool{}
 		ok := true
 		for _, p := range paths {
-			on, err := readers[p].Overloaded()
+			on, err := reader.Overloaded(ids[p])
 			if err != nil {
 				t.Fatalf("reading %s: %v", p, err)
 			}
@@ -88,7 +88,7 @@ func TestOverloadPublished(t *testing.T) {
 		defer w.Stop()
 	}
 	for time.Since(start) < 5*time.Second {
-		if on, _ := readers[paths[3]].Overloaded(); on {
+		if on, _ := reader.Overloaded(ids[paths[3]]); on {
 			t.Logf("bit set %v after the probe started under an impossible budget", time.Since(start).Round(100*time.Microsecond))
 			break
 		}
@@ -128,7 +128,36 @@ func TestOverloadPublished(t *testing.T) {
 		t.Errorf("/overload for a cgroup without SLO: %s", resp.Status)
 	}
 	e.Stop(t)
-	if _, err := overload.Open(pins, 1); err == nil {
+	if _, err := overload.Open(pins); err == nil {
 		t.Errorf("pins left behind after the exporter stopped")
+	}
+}
+
+// TestRefusesForeignPinDir: a pin directory another user created first
+// in a world-writable bpffs would let that user delete the pins later;
+// the exporter refuses to start on it and says why.
+func TestRefusesForeignPinDir(t *testing.T) {
+	exportertest.RequireRoot(t)
+	needs.BPFFS(t, "/sys/fs/bpf")
+	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-test-foreign-%d", time.Now().UnixNano())
+	if err := os.Mkdir(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pins) })
+	const nobody = 65534
+	if err := os.Chown(pins, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	e := exportertest.StartNoWait(t, "--overload.pin-dir="+pins, "--no-collector.runqueue", "--no-collector.slo")
+	err, exited := e.Wait(30 * time.Second)
+	if !exited {
+		t.Fatalf("the exporter runs with a pin directory owned by uid %d\n%s", nobody, e.Log())
+	}
+	want := fmt.Sprintf("--overload.pin-dir=%q: unsafe pin directory: owned by uid %d", pins, nobody)
+	if err == nil || !strings.Contains(e.Log(), want) {
+		t.Errorf("exit %v; log does not say %q:\n%s", err, want, e.Log())
+	}
+	if _, err := os.Stat(filepath.Join(pins, overload.HeartbeatPin)); err == nil {
+		t.Errorf("pinned into the refused directory")
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/logging"
 	"github.com/scx-slo/scx-slo/internal/overload"
+	"github.com/scx-slo/scx-slo/internal/pindir"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/sloconfig"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -119,6 +120,18 @@ func serve(f *serveFlags) error {
 	level.Info(logger).Log("msg", "starting scx-slo", "version", version.Info())
 	if err := f.validate(); err != nil {
 		return err
+	}
+	if f.overloadPinDir != "" {
+		// Readers fail open once this stops (the process died). Started
+		// before anything is published: it clears a dead exporter's pins.
+		hb, err := overload.StartHeartbeat(ctx, f.overloadPinDir)
+		if errors.Is(err, pindir.ErrUnsafe) {
+			return err
+		}
+		if err != nil {
+			level.Warn(logger).Log("msg", "no heartbeat for the published overload bits; pinned readers will fail open", "err", err)
+		}
+		defer hb.Stop()
 	}
 	hier, err := cgroupfs.Detect(f.cgroupfs, f.hierarchy)
 	if err != nil {

@@ -1,10 +1,13 @@
 // Package overload publishes each SLO cgroup's overload bit for readers on
-// the node, and reads it back. The exporter pins two BPF maps in bpffs:
+// the node, and reads it back. The exporter pins three BPF maps in bpffs:
 //
-//	<dir>/overload  ARRAY, BPF_F_MMAPABLE: one u32 per slot, 1 = overloaded;
-//	                the kernel lays array values 8 bytes apart, so slot i is
-//	                at byte offset 8*i of the mapping
-//	<dir>/slos      HASH: cgroup id (u64) -> struct slo_entry (slot at offset 16)
+//	<dir>/overload   ARRAY, BPF_F_MMAPABLE: one u32 per slot, 1 = overloaded;
+//	                 the kernel lays array values 8 bytes apart, so slot i is
+//	                 at byte offset 8*i of the mapping
+//	<dir>/slos       HASH: cgroup id (u64) -> struct slo_entry (slot at offset 16)
+//	<dir>/heartbeat  ARRAY, BPF_F_MMAPABLE, one u64: the exporter's
+//	                 CLOCK_MONOTONIC time in ns, rewritten every
+//	                 HeartbeatInterval while the exporter lives
 //
 // A reader looks its cgroup's slot up in slos once in a while and reads
 // the bit through a shared memory mapping of overload: no syscall per read,
@@ -12,10 +15,18 @@
 // modes: the tracer judges deadlines in observe mode, the scheduler while
 // it is attached, and both write the one pinned array.
 //
-// Permissions: pins are created 0600 (root). Mapping the array needs a
-// read-write open (the kernel refuses to mmap a map opened read-only), so
-// readers run as root or with CAP_BPF and DAC access to the pins; readers
-// without that use the exporter's /overload HTTP endpoint instead.
+// The heartbeat is the published state's liveness. An exporter killed
+// without cleaning up (SIGKILL, OOM, a panic) leaves its pins behind with
+// every bit frozen, possibly at 1; a reader that sees the heartbeat word
+// unchanged for StaleAfter reports ErrStale instead of a bit, so shedding
+// fails open.
+//
+// Permissions: pins are created 0600 (root) in a directory created 0700
+// and refused when another user owns it or may write it (internal/pindir).
+// Mapping the arrays needs a read-write open (the kernel refuses to mmap a
+// map opened read-only), so readers run as root or with CAP_BPF and DAC
+// access to the pins; readers without that use the exporter's /overload
+// HTTP endpoint instead.
 package overload
 
 import (
@@ -26,15 +37,21 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/scx-slo/scx-slo/internal/pindir"
 )
 
 // Pin file names inside the pin directory.
 const (
-	OverloadPin = "overload"
-	SLOsPin     = "slos"
+	OverloadPin  = "overload"
+	SLOsPin      = "slos"
+	HeartbeatPin = "heartbeat"
 	// DefaultDir is where the exporter pins them.
 	DefaultDir = "/sys/fs/bpf/scx-slo-state"
 )
+
+// PinDirFlag names the pin directory in errors.
+const PinDirFlag = "--overload.pin-dir"
 
 // Publisher owns the published pins in one directory: the only writer
 // of <dir>/slos and <dir>/overload. The exporter tells it which maps judge
@@ -50,8 +67,8 @@ type Publisher struct {
 // NewPublisher makes dir (a bpffs directory) if needed; nothing is pinned
 // until Publish.
 func NewPublisher(dir string) (*Publisher, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating pin directory %s: %w (is bpffs mounted at its parent?)", dir, err)
+	if err := pindir.Prepare(PinDirFlag, dir); err != nil {
+		return nil, err
 	}
 	return &Publisher{dir: dir}, nil
 }
@@ -136,7 +153,7 @@ func pinAtomically(m *ebpf.Map, path string) error {
 // holds them).
 func Unpublish(dir string) error {
 	var errs []error
-	for _, name := range []string{SLOsPin, OverloadPin} {
+	for _, name := range []string{SLOsPin, OverloadPin, HeartbeatPin} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

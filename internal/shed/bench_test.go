@@ -2,12 +2,12 @@ package shed
 
 import (
 	"context"
-	"io"
-	"log/slog"
+
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -26,14 +26,19 @@ func BenchmarkAdmit(b *testing.B) {
 			cfg.Rules = append([]Rule{{Class: "checkout", Action: Pass, Method: "POST", Path: "/checkout"}}, DefaultProbeRules()...)
 			src := &bitSource{}
 			src.on.Store(overloaded)
-			s, err := New(cfg, []Source{src}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s, err := New(cfg, []Source{src}, prometheus.NewRegistry(), log.NewNopLogger())
 			if err != nil {
 				b.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go s.Run(ctx)
-			time.Sleep(20 * time.Millisecond)
+			// Until the first read the shedder fails open.
+			for deadline := time.Now().Add(5 * time.Second); s.state.Load().shedding != overloaded || s.state.Load().kind != stateOK; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatal("the shedder never read the source")
+				}
+			}
 			req := httptest.NewRequest("GET", "/api/items?id=1", nil)
 			req.Header.Set("User-Agent", "bench/1")
 			b.ReportAllocs()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -12,7 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scx-slo/scx-slo/internal/overload"
 )
 
 // Config is everything a Shedder needs besides its sources.
@@ -105,7 +108,7 @@ type snapshot struct {
 type Shedder struct {
 	cfg        Config
 	sources    []Source
-	log        *slog.Logger
+	logger     log.Logger
 	classifier *classifier
 	retryAfter string
 
@@ -114,11 +117,12 @@ type Shedder struct {
 
 	requests   [][]prometheus.Counter // [class][reason]
 	readErrors map[string]prometheus.Counter
+	staleReads map[string]prometheus.Counter
 }
 
 // New checks cfg and registers the metrics with reg. sources are tried in
 // order on every read; the first that answers wins.
-func New(cfg Config, sources []Source, reg prometheus.Registerer, log *slog.Logger) (*Shedder, error) {
+func New(cfg Config, sources []Source, reg prometheus.Registerer, logger log.Logger) (*Shedder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -129,11 +133,12 @@ func New(cfg Config, sources []Source, reg prometheus.Registerer, log *slog.Logg
 	s := &Shedder{
 		cfg:        cfg,
 		sources:    sources,
-		log:        log,
+		logger:     logger,
 		classifier: newClassifier(cfg.Rules),
 		retryAfter: strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		ctrl:       ctrl,
 		readErrors: map[string]prometheus.Counter{},
+		staleReads: map[string]prometheus.Counter{},
 	}
 	s.state.Store(&snapshot{kind: stateUnknown, fraction: 1})
 	if err := s.register(reg); err != nil {
@@ -162,10 +167,15 @@ func (s *Shedder) register(reg prometheus.Registerer) error {
 		Name: "scx_slo_shed_state_read_errors_total",
 		Help: "Reads of the overload state that no source could answer (requests fail open meanwhile), counted for each source that failed.",
 	}, []string{"source"})
+	staleReads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scx_slo_shed_state_stale_total",
+		Help: "Reads that found a source's published state stale (the exporter stopped beating: killed or stopped without removing its pins), so that source was not followed.",
+	}, []string{"source"})
 	sourceInUse := prometheus.NewDesc("scx_slo_shed_state_source", "1 for the source the overload state is read from now, 0 for the others.", []string{"source"}, nil)
 	var names []string
 	for _, src := range s.sources {
 		s.readErrors[src.Name()] = readErrs.WithLabelValues(src.Name())
+		s.staleReads[src.Name()] = staleReads.WithLabelValues(src.Name())
 		names = append(names, src.Name())
 	}
 	gauge := func(name, help string, f func(*snapshot) float64) prometheus.Collector {
@@ -177,7 +187,7 @@ func (s *Shedder) register(reg prometheus.Registerer) error {
 		}
 		return 0
 	}
-	cs := []prometheus.Collector{reqs, readErrs, &sourceCollector{desc: sourceInUse, names: names, state: &s.state},
+	cs := []prometheus.Collector{reqs, readErrs, staleReads, &sourceCollector{desc: sourceInUse, names: names, state: &s.state},
 		gauge("scx_slo_shed_admitted_ratio", "Share of sheddable requests admitted right now (1 while not shedding or failing open).",
 			func(st *snapshot) float64 { return st.effectiveFraction() }),
 		gauge("scx_slo_shed_overloaded", "1 while the cgroup's overload bit is set, as last read.",
@@ -229,12 +239,15 @@ func (s *Shedder) poll() {
 		on, err := src.Overloaded()
 		if errors.Is(err, ErrNoSLO) {
 			if prev.kind != stateNoSLO {
-				s.log.Warn("the cgroup has no SLO in the exporter's config; never shedding", "source", src.Name())
+				level.Warn(s.logger).Log("msg", "the cgroup has no SLO in the exporter's config; never shedding", "source", src.Name())
 			}
 			s.store(&snapshot{kind: stateNoSLO, fraction: 1, source: src.Name()}, prev)
 			return
 		}
 		if err != nil {
+			if errors.Is(err, overload.ErrStale) {
+				s.staleReads[src.Name()].Inc()
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", src.Name(), err))
 			continue
 		}
@@ -242,9 +255,9 @@ func (s *Shedder) poll() {
 			// A later source standing in for an earlier one is normal
 			// (no access to the pins): say why once, count nothing.
 			if len(errs) > 0 {
-				s.log.Info("reading the overload state", "source", src.Name(), "skipped", errors.Join(errs...))
+				level.Info(s.logger).Log("msg", "reading the overload state", "source", src.Name(), "skipped", errors.Join(errs...))
 			} else {
-				s.log.Info("reading the overload state", "source", src.Name())
+				level.Info(s.logger).Log("msg", "reading the overload state", "source", src.Name())
 			}
 		}
 		s.ctrl.Observe(on, time.Now())
@@ -257,7 +270,7 @@ func (s *Shedder) poll() {
 		s.readErrors[src.Name()].Inc()
 	}
 	if prev.kind != stateUnknown || prev.source == "" {
-		s.log.Warn("cannot read the overload state; admitting every request (fail open) until it can", "err", errors.Join(errs...))
+		level.Warn(s.logger).Log("msg", "cannot read the overload state; admitting every request (fail open) until it can", "err", errors.Join(errs...))
 		// Start afresh when the state returns: the old fraction is stale.
 		s.ctrl, _ = NewController(s.cfg.Controller)
 	}

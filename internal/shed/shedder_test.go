@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,20 +14,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/scx-slo/scx-slo/internal/overload"
 )
 
 // bitSource is a Source the test sets by hand: the Shedder under test
 // reads it exactly as it reads the pinned map.
 type bitSource struct {
-	on  atomic.Bool
-	err atomic.Pointer[error]
+	on    atomic.Bool
+	err   atomic.Pointer[error]
+	reads atomic.Int64
 }
 
 func (b *bitSource) Name() string { return "test" }
 func (b *bitSource) Close() error { return nil }
 func (b *bitSource) Overloaded() (bool, error) {
+	b.reads.Add(1)
 	if e := b.err.Load(); e != nil {
 		return false, *e
 	}
@@ -61,7 +66,7 @@ func newRig(t *testing.T, mutate func(*Config)) *rig {
 		mutate(&cfg)
 	}
 	r := &rig{src: &bitSource{}, reg: prometheus.NewRegistry(), logs: &syncBuf{}}
-	s, err := New(cfg, []Source{r.src}, r.reg, slog.New(slog.NewTextHandler(r.logs, nil)))
+	s, err := New(cfg, []Source{r.src}, r.reg, log.NewLogfmtLogger(r.logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +276,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tc := range cases {
 		c := DefaultConfig()
 		tc.set(&c)
-		if _, err := New(c, nil, prometheus.NewRegistry(), slog.Default()); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+		if _, err := New(c, nil, prometheus.NewRegistry(), log.NewNopLogger()); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("want %q, got %v", tc.want, err)
 		}
 	}
@@ -341,7 +346,7 @@ func TestFallbackSource(t *testing.T) {
 	logs := &syncBuf{}
 	cfg := DefaultConfig()
 	cfg.Interval = time.Millisecond
-	s, err := New(cfg, []Source{first, second}, reg, slog.New(slog.NewTextHandler(logs, nil)))
+	s, err := New(cfg, []Source{first, second}, reg, log.NewLogfmtLogger(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +354,9 @@ func TestFallbackSource(t *testing.T) {
 	defer cancel()
 	go s.Run(ctx)
 	eventually(t, "the bit via the second source", func() bool { return metric(t, reg, "scx_slo_shed_overloaded", nil) == 1 })
-	time.Sleep(20 * time.Millisecond)
+	// Some more reads, each skipping the first source.
+	skipped := first.reads.Load()
+	eventually(t, "ten more reads", func() bool { return first.reads.Load() >= skipped+10 })
 	for _, src := range []string{"pinned", "http"} {
 		if v := metric(t, reg, "scx_slo_shed_state_read_errors_total", map[string]string{"source": src}); v != 0 {
 			t.Errorf("%s read errors %v while the state is readable", src, v)
@@ -368,5 +375,37 @@ func TestFallbackSource(t *testing.T) {
 		if v := metric(t, reg, "scx_slo_shed_state_read_errors_total", map[string]string{"source": src}); v < 1 {
 			t.Errorf("%s read errors %v during an outage", src, v)
 		}
+	}
+}
+
+// TestStaleSource: a source whose published state went stale (the
+// exporter died leaving its pins) is not followed: the shedder fails
+// open and counts the stale reads for that source.
+func TestStaleSource(t *testing.T) {
+	src := namedSource{&bitSource{}, "pinned"}
+	src.on.Store(true)
+	reg := prometheus.NewRegistry()
+	logs := &syncBuf{}
+	cfg := DefaultConfig()
+	cfg.Interval = time.Millisecond
+	cfg.Controller.EnterAfter, cfg.Controller.Step = time.Millisecond, time.Millisecond
+	s, err := New(cfg, []Source{src}, reg, log.NewLogfmtLogger(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	eventually(t, "shedding", func() bool { return metric(t, reg, "scx_slo_shed_admitted_ratio", nil) < 1 })
+	src.fail(fmt.Errorf("%w: heartbeat unchanged for 2s", overload.ErrStale))
+	eventually(t, "fail open", func() bool { return metric(t, reg, "scx_slo_shed_state_up", nil) == 0 })
+	if v := metric(t, reg, "scx_slo_shed_admitted_ratio", nil); v != 1 {
+		t.Errorf("admitted ratio %v while the state is stale", v)
+	}
+	eventually(t, "stale reads counted", func() bool {
+		return metric(t, reg, "scx_slo_shed_state_stale_total", map[string]string{"source": "pinned"}) >= 1
+	})
+	if !strings.Contains(logs.String(), "stale") {
+		t.Errorf("the fail-open line does not say the state is stale:\n%s", logs.String())
 	}
 }

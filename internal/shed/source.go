@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
@@ -90,42 +89,26 @@ func ResolveTarget(h cgroupfs.Hierarchy, spec string, needIDs bool) (Target, err
 	return t, nil
 }
 
-// pinRecheck is how often the pinned source checks that the pins it holds
-// are still the exporter's (an exporter restart pins new maps; the old
-// ones live on, frozen, while we hold them).
-const pinRecheck = time.Second
-
-// PinnedSource reads the bit through the exporter's pinned, mmapped map:
-// one memory load per read. It needs root or CAP_BPF with write access to
-// the pins (see package overload).
+// PinnedSource reads the bit through the exporter's pinned, mmapped maps:
+// two memory loads per read. It needs root or CAP_BPF with write access to
+// the pins (see package overload), which also follows re-pins and reports
+// a published state whose heartbeat stopped (overload.ErrStale).
 type PinnedSource struct {
-	dir     string
-	target  Target
-	readers []*overload.Reader
-	ino     uint64
-	checked time.Time
-	openErr error
+	target Target
+	reader *overload.Reader
 }
 
 // NewPinnedSource opens lazily: the first read opens the pins, and a failed
-// open is retried at most once per second.
+// open is retried at most once per overload.PinRecheck.
 func NewPinnedSource(dir string, t Target) *PinnedSource {
-	return &PinnedSource{dir: dir, target: t}
+	return &PinnedSource{target: t, reader: overload.OpenLazy(dir)}
 }
 
 func (p *PinnedSource) Name() string { return "pinned" }
 
 func (p *PinnedSource) Overloaded() (bool, error) {
-	now := time.Now()
-	if now.Sub(p.checked) >= pinRecheck {
-		p.checked = now
-		p.openErr = p.check()
-	}
-	if p.openErr != nil {
-		return false, p.openErr
-	}
-	for _, r := range p.readers {
-		on, err := r.Overloaded()
+	for _, c := range p.target.Candidates {
+		on, err := p.reader.Overloaded(c.ID)
 		if errors.Is(err, overload.ErrNoSLO) {
 			continue
 		}
@@ -134,38 +117,11 @@ func (p *PinnedSource) Overloaded() (bool, error) {
 	return false, ErrNoSLO
 }
 
-// check (re)opens the pins when they are missing or were replaced.
-func (p *PinnedSource) check() error {
-	pin := filepath.Join(p.dir, overload.OverloadPin)
-	var st syscall.Stat_t
-	if err := syscall.Stat(pin, &st); err != nil {
-		p.closeReaders()
-		return fmt.Errorf("pinned overload map %s: %w", pin, err)
-	}
-	if p.readers != nil && st.Ino == p.ino {
-		return nil
-	}
-	p.closeReaders()
-	for _, c := range p.target.Candidates {
-		r, err := overload.Open(p.dir, c.ID)
-		if err != nil {
-			p.closeReaders()
-			return err
-		}
-		p.readers = append(p.readers, r)
-	}
-	p.ino = st.Ino
-	return nil
-}
+func (p *PinnedSource) Close() error { return p.reader.Close() }
 
-func (p *PinnedSource) closeReaders() {
-	for _, r := range p.readers {
-		r.Close()
-	}
-	p.readers = nil
-}
-
-func (p *PinnedSource) Close() error { p.closeReaders(); return nil }
+// searchEvery bounds how often the HTTP source looks for the candidate
+// with an SLO while none has one.
+const searchEvery = time.Second
 
 // HTTPSource reads the bit from the exporter's /overload endpoint, for
 // readers without access to the pins.
@@ -205,7 +161,7 @@ func (h *HTTPSource) Overloaded() (bool, error) {
 	}
 	// Search the candidates at most once per second when none had an SLO:
 	// each miss is a 404 round trip.
-	if time.Since(h.searched) < pinRecheck {
+	if time.Since(h.searched) < searchEvery {
 		return false, ErrNoSLO
 	}
 	for i, c := range h.target.Candidates {

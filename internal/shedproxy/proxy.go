@@ -8,7 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,6 +16,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 )
 
 // Options configure the proxy towards the upstream.
@@ -31,7 +34,7 @@ type Options struct {
 	ResponseHeaderTimeout time.Duration // 0: wait as long as the client does
 	IdleConnTimeout       time.Duration
 	MaxIdleConns          int
-	Log                   *slog.Logger
+	Log                   log.Logger // nil: no logging
 }
 
 // ParseUpstream checks --upstream: an absolute http(s) URL with a host,
@@ -107,7 +110,7 @@ func New(o Options) *httputil.ReverseProxy {
 // errorLog answers upstream failures and logs at most one line a second,
 // so a dead upstream does not flood the log.
 type errorLog struct {
-	log        *slog.Logger
+	log        log.Logger
 	last       atomic.Int64
 	suppressed atomic.Int64
 }
@@ -126,7 +129,7 @@ func (e *errorLog) handle(w http.ResponseWriter, r *http.Request, err error) {
 		now := time.Now().UnixNano()
 		last := e.last.Load()
 		if now-last >= int64(time.Second) && e.last.CompareAndSwap(last, now) {
-			e.log.Warn("upstream request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err, "suppressed", e.suppressed.Swap(0))
+			level.Warn(e.log).Log("msg", "upstream request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err, "suppressed", e.suppressed.Swap(0))
 		} else {
 			e.suppressed.Add(1)
 		}
@@ -138,7 +141,7 @@ func (e *errorLog) handle(w http.ResponseWriter, r *http.Request, err error) {
 type ServerOptions struct {
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
-	Log               *slog.Logger
+	Log               log.Logger // nil: net/http's default
 }
 
 // NewServer serves h with HTTP/1.1 and prior-knowledge h2c on one port.
@@ -155,7 +158,7 @@ func NewServer(h http.Handler, o ServerOptions) *http.Server {
 		Protocols:         p,
 	}
 	if o.Log != nil {
-		s.ErrorLog = slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)
+		s.ErrorLog = stdlog.New(log.NewStdlibAdapter(level.Warn(o.Log)), "", 0)
 	}
 	return s
 }
