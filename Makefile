@@ -28,6 +28,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 45m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./internal/sloconfig
+	$(GO) test -run '^$$' -fuzz FuzzCgroupNames -fuzztime 20s ./collector
 
 # Unit tests only (no root, no VM).
 test-short:

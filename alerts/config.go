@@ -42,6 +42,7 @@ type Config struct {
 	CollectorFor    model.Duration
 	ReloadFor       model.Duration
 	DroppedFor      model.Duration
+	SlotsFor        model.Duration
 	// EventWindow is how far back an ejection or guard detach keeps its
 	// alert firing.
 	EventWindow model.Duration
@@ -76,6 +77,7 @@ func DefaultConfig() Config {
 		CollectorFor:    d("10m"),
 		ReloadFor:       d("5m"),
 		DroppedFor:      d("15m"),
+		SlotsFor:        d("5m"),
 		EventWindow:     d("15m"),
 		RunbookBaseURL:  "https://github.com/scx-slo/scx-slo/blob/main/docs/runbook.md",
 	}
@@ -152,6 +154,7 @@ func (c Config) Validate() error {
 		{"collector failing for", c.CollectorFor},
 		{"config reload for", c.ReloadFor},
 		{"dropped events for", c.DroppedFor},
+		{"slots exhausted for", c.SlotsFor},
 		{"event window", c.EventWindow},
 	} {
 		if time.Duration(f.v) <= 0 {

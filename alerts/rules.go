@@ -44,6 +44,7 @@ const (
 	AlertCollectorFailing   = "ScxSloCollectorFailing"
 	AlertConfigReloadFailed = "ScxSloConfigReloadFailed"
 	AlertEventsDropped      = "ScxSloRunqueueEventsDropped"
+	AlertSlotsExhausted     = "ScxSloSlotsExhausted"
 )
 
 // MissRatioRecord is the name of the recording rule holding each cgroup's
@@ -207,6 +208,15 @@ func otherAlerts(cfg Config) []Rule {
 			Annotations: annotations(cfg, AlertEventsDropped,
 				"scx-slo on {{ $labels.instance }} drops run-queue events ({{ $labels.reason }})",
 				fmt.Sprintf("The BPF side could not record events (reason {{ $labels.reason }}) throughout the last %s: latency histograms and deadline counters undercount.", cfg.DroppedFor)),
+		},
+		{
+			Alert:  AlertSlotsExhausted,
+			Expr:   "scx_slo_cgroups_without_slot > 0",
+			For:    cfg.SlotsFor.String(),
+			Labels: sev(cfg.TicketSeverity),
+			Annotations: annotations(cfg, AlertSlotsExhausted,
+				"{{ $value }} SLO cgroups on {{ $labels.instance }} have no overload slot",
+				fmt.Sprintf("For %s more cgroups have been under an SLO than the 4096 overload slots hold: {{ $value }} of them are neither judged nor enforced, and scx-slo-shed never sheds for them.", cfg.SlotsFor)),
 		},
 	}
 }

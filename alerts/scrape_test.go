@@ -16,6 +16,7 @@ import (
 	"github.com/scx-slo/scx-slo/alerts"
 	"github.com/scx-slo/scx-slo/dashboards"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // absentByDesign are series a healthy exporter only exports in some
@@ -201,10 +202,7 @@ func yamlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") 
 // runPromtool evaluates the committed rules on the series with promtool
 // and the given test sections (alert_rule_test, promql_expr_test).
 func runPromtool(t *testing.T, input []string, sections string) {
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (Debian package prometheus); CI installs it")
-	}
+	p := needs.Command(t, "promtool", "prometheus")
 	rules, err := filepath.Abs(alerts.FileName)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/scx-slo/scx-slo/internal/testbed/lab"
 	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
 	"github.com/scx-slo/scx-slo/internal/testbed/labbench"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
@@ -46,12 +46,7 @@ func prepare(tb testing.TB) (*lab.Kernel, string) {
 		tb.Skip("inside the guest")
 	}
 	k := labtest.Kernel(tb)
-	if _, err := exec.LookPath("stress-ng"); err != nil {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			tb.Fatal("SCX_SLO_LAB_REQUIRED is set but stress-ng is missing: install the stress-ng package")
-		}
-		tb.Skip("stress-ng not installed (the batch load): install the stress-ng package")
-	}
+	needs.Command(tb, "stress-ng", "stress-ng") // the batch load
 	start := time.Now()
 	bin, err := lab.BuildTest(tb.Context(), "github.com/scx-slo/scx-slo/bench", tb.TempDir())
 	if err != nil {

@@ -1,7 +1,9 @@
 // Package collector holds scx-slo's Prometheus collectors, one per file,
-// registered by name in the node_exporter style: each gets a
-// --collector.<name> / --no-collector.<name> flag, and every scrape reports
-// scx_slo_scrape_collector_success and _duration_seconds per collector.
+// registered by name with a factory in the node_exporter style: each gets
+// a --collector.<name> / --no-collector.<name> flag, reads only the narrow
+// interfaces in Sources, and logs with its name; every scrape reports
+// scx_slo_scrape_collector_success, _duration_seconds and
+// scx_slo_scrape_dropped_series_total per collector.
 package collector
 
 import (
@@ -15,57 +17,53 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scx-slo/scx-slo/bpf/runqueue"
-	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
-	"github.com/scx-slo/scx-slo/internal/sloconfig"
-	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/slosync"
 )
 
 const namespace = "scx_slo"
 
-// Collector is one named source of metrics.
+// Collector is one named source of metrics. Update sends through out,
+// which drops and counts what the client library would reject.
 type Collector interface {
-	Update(ch chan<- prometheus.Metric) error
+	Update(out *Series) error
 }
 
-// Node is what collectors share: the cgroup hierarchy, the loaded tracer,
-// the SLO assignment and the enforcer's state. Fields may be nil where the
-// exporter runs without them.
-type Node struct {
-	Hierarchy cgroupfs.Hierarchy
-	Tracer    *runqueue.Tracer
-	Sync      *slosync.Syncer
-	// Config reports the SLO config and its reload state.
+// Sources are what the collectors read, each through the narrowest
+// interface that serves it; a field is nil where the exporter runs without
+// that part, and a collector that needs it refuses to start. The
+// application (cmd/scx-slo) builds them from its own parts.
+type Sources struct {
+	// Tracer is the observe-mode tracer (runqueue).
+	Tracer RunqueueStats
+	// Cgroups maps cgroup ids to paths and SLOs (runqueue, slo).
+	Cgroups CgroupView
+	// Deadlines returns the maps of whichever program judges deadlines
+	// now, ok false when none is loaded (slo).
+	Deadlines func() (DeadlineMaps, bool)
+	// Config reports the SLO config's reload state (slo).
 	Config ConfigSource
-	// Scheduler returns the attached scheduler's maps, ok false when not
-	// attached (observe mode reads the tracer's maps instead).
-	Scheduler func() (slomaps.Maps, bool)
-	ScxPaths  scxcap.Paths
-	Logger    log.Logger
+	// ScxPaths locates sched_ext and BTF in sysfs (scx).
+	ScxPaths scxcap.Paths
+}
+
+// CgroupView is the cgroup table collectors label series from.
+type CgroupView interface {
+	View() slosync.View
+	// Refresh re-walks the hierarchy now for cgroups created since the
+	// last walk; new cgroups are matched against SLOs incrementally, never
+	// the whole config on the scrape path.
+	Refresh() error
 }
 
 // ConfigSource is the slice of the SLO config watcher collectors read.
 type ConfigSource interface {
-	Current() *sloconfig.Config
 	LastReload() (ok bool, lastSuccess time.Time, err error)
 }
 
-// SLOMaps returns where deadline accounting currently comes from.
-func (n *Node) SLOMaps() (slomaps.Maps, bool) {
-	if n.Scheduler != nil {
-		if m, ok := n.Scheduler(); ok {
-			return m, true
-		}
-	}
-	if n.Tracer != nil {
-		return n.Tracer.Maps(), true
-	}
-	return slomaps.Maps{}, false
-}
-
-type factory func(*Node) (Collector, error)
+// factory builds one collector from the sources, with a logger tagged
+// with the collector's name.
+type factory func(src Sources, logger log.Logger) (Collector, error)
 
 type registration struct {
 	name    string
@@ -118,6 +116,9 @@ func Enabled(name string) bool {
 type Exporter struct {
 	collectors map[string]Collector
 	logger     log.Logger
+
+	mu      sync.Mutex
+	dropped map[string]float64 // series dropped so far, by collector
 }
 
 var (
@@ -125,20 +126,23 @@ var (
 		"scx_slo: duration of a collector scrape.", []string{"collector"}, nil)
 	scrapeSuccess = prometheus.NewDesc(prometheus.BuildFQName(namespace, "scrape", "collector_success"),
 		"scx_slo: whether a collector succeeded.", []string{"collector"}, nil)
+	scrapeDropped = prometheus.NewDesc(prometheus.BuildFQName(namespace, "scrape", "dropped_series_total"),
+		"scx_slo: series a collector built but dropped because the client library rejected them (or a second series with the same labels).", []string{"collector"}, nil)
 )
 
 // New builds the enabled collectors.
-func New(node *Node) (*Exporter, error) {
-	e := &Exporter{collectors: make(map[string]Collector), logger: node.Logger}
+func New(src Sources, logger log.Logger) (*Exporter, error) {
+	e := &Exporter{collectors: make(map[string]Collector), logger: logger, dropped: make(map[string]float64)}
 	for _, r := range registry {
 		if !*r.enabled {
 			continue
 		}
-		c, err := r.factory(node)
+		c, err := r.factory(src, log.With(logger, "collector", r.name))
 		if err != nil {
 			return nil, fmt.Errorf("collector %s: %w", r.name, err)
 		}
 		e.collectors[r.name] = c
+		e.dropped[r.name] = 0
 	}
 	return e, nil
 }
@@ -157,7 +161,8 @@ func (e *Exporter) Names() []string {
 // the exporter is an unchecked collector.
 func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every collector concurrently.
+// Collect runs every collector concurrently. A collector that panics
+// fails this scrape's success metric, not the process.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	var wg sync.WaitGroup
 	for name, c := range e.collectors {
@@ -165,15 +170,35 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		go func(name string, c Collector) {
 			defer wg.Done()
 			begin := time.Now()
-			err := c.Update(ch)
+			out := newSeries(ch)
+			err := update(c, out)
+			out.done()
 			success := 1.0
 			if err != nil {
 				success = 0
 				level.Error(e.logger).Log("msg", "collector failed", "name", name, "duration_seconds", time.Since(begin).Seconds(), "err", err)
 			}
+			if out.dropped > 0 {
+				level.Warn(e.logger).Log("msg", "dropped series", "name", name, "count", out.dropped, "first", out.firstErr)
+			}
+			e.mu.Lock()
+			e.dropped[name] += float64(out.dropped)
+			dropped := e.dropped[name]
+			e.mu.Unlock()
 			ch <- prometheus.MustNewConstMetric(scrapeDuration, prometheus.GaugeValue, time.Since(begin).Seconds(), name)
 			ch <- prometheus.MustNewConstMetric(scrapeSuccess, prometheus.GaugeValue, success, name)
+			ch <- prometheus.MustNewConstMetric(scrapeDropped, prometheus.CounterValue, dropped, name)
 		}(name, c)
 	}
 	wg.Wait()
+}
+
+// update runs one collector, turning a panic into its error.
+func update(c Collector, out *Series) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Update(out)
 }

@@ -6,8 +6,11 @@ import (
 	"path"
 	"sort"
 
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scx-slo/scx-slo/bpf/runqueue"
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/latencyhist"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -22,59 +25,127 @@ import (
 // busiest stay and the rest fold into "_other". SLO cgroups are always
 // reported under their own path.
 func init() {
-	registerCollector("runqueue", true, newRunqueueCollector)
+	registerCollector("runqueue", true, func(src Sources, logger log.Logger) (Collector, error) {
+		return newRunqueueCollector(runqueueFlags, src, logger)
+	})
 	optionFlags = append(optionFlags, func(a flagGroup) {
 		a.Flag("collector.runqueue.cgroup-depth", "Fold cgroups deeper than this into their ancestor at this depth (0: no folding).").
-			Default("0").IntVar(&runqueueOpts.depth)
+			Default("0").IntVar(&runqueueFlags.Depth)
 		a.Flag("collector.runqueue.cgroup", "Report only cgroups whose (folded) path matches this glob; repeatable. Default: all.").
-			StringsVar(&runqueueOpts.include)
+			StringsVar(&runqueueFlags.Include)
 		a.Flag("collector.runqueue.max-series", "Report at most this many cgroups individually; the rest are summed as cgroup=\"_other\".").
-			Default("200").IntVar(&runqueueOpts.maxSeries)
+			Default("200").IntVar(&runqueueFlags.MaxSeries)
 	})
 }
 
 // OtherCgroup labels the aggregate of cgroups not reported individually.
 const OtherCgroup = "_other"
 
-var runqueueOpts struct {
-	depth     int
-	include   []string
-	maxSeries int
+// RunqueueStats is what the runqueue collector reads of the tracer.
+type RunqueueStats interface {
+	ReadStats() (map[uint64]*slomaps.Stats, error)
+	Preemptions() (map[runqueue.PreemptKey]uint64, error)
+	Drops() (map[string]uint64, error)
+}
+
+// RunqueueConfig bounds the runqueue collector's series.
+type RunqueueConfig struct {
+	Depth     int      // fold deeper cgroups into their ancestor at this depth; 0: none
+	Include   []string // report only (folded) paths matching one of these globs; none: all
+	MaxSeries int      // report at most this many cgroups individually
+}
+
+var runqueueFlags RunqueueConfig
+
+func (c RunqueueConfig) validate() error {
+	for _, g := range c.Include {
+		if _, err := path.Match(g, "/"); err != nil {
+			return fmt.Errorf("--collector.runqueue.cgroup=%q: %v", g, err)
+		}
+	}
+	if c.Depth < 0 {
+		return fmt.Errorf("--collector.runqueue.cgroup-depth=%d: must be 0 or more", c.Depth)
+	}
+	if c.MaxSeries < 1 {
+		return fmt.Errorf("--collector.runqueue.max-series=%d: must be at least 1", c.MaxSeries)
+	}
+	return nil
 }
 
 type runqueueCollector struct {
-	node                                    *Node
-	depth, maxSeries                        int
-	include                                 []string
+	cfg                                     RunqueueConfig
+	tracer                                  RunqueueStats
+	cgroups                                 CgroupView
+	logger                                  log.Logger
 	latency, preempts, waiting, tracked, dr *prometheus.Desc
 }
 
-func newRunqueueCollector(n *Node) (Collector, error) {
-	if n.Tracer == nil {
+func newRunqueueCollector(cfg RunqueueConfig, src Sources, logger log.Logger) (Collector, error) {
+	if src.Tracer == nil {
 		return nil, errors.New("the run-queue tracer is not loaded")
 	}
-	for _, g := range runqueueOpts.include {
-		if _, err := path.Match(g, "/"); err != nil {
-			return nil, fmt.Errorf("--collector.runqueue.cgroup=%q: %v", g, err)
-		}
+	if src.Cgroups == nil {
+		return nil, errors.New("no cgroup table to label series with")
 	}
-	if runqueueOpts.depth < 0 {
-		return nil, fmt.Errorf("--collector.runqueue.cgroup-depth=%d: must be 0 or more", runqueueOpts.depth)
-	}
-	if runqueueOpts.maxSeries < 1 {
-		return nil, fmt.Errorf("--collector.runqueue.max-series=%d: must be at least 1", runqueueOpts.maxSeries)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "runqueue", name), help, labels, nil)
 	}
 	return &runqueueCollector{
-		node: n, depth: runqueueOpts.depth, include: runqueueOpts.include, maxSeries: runqueueOpts.maxSeries,
+		cfg: cfg, tracer: src.Tracer, cgroups: src.Cgroups, logger: logger,
 		latency:  d("latency_seconds", "Wakeup-to-run latency of the cgroup's tasks (also time runnable after a preemption).", "cgroup"),
 		preempts: d("preemptions_total", "Times a runnable task of cgroup was switched out for a task of by_cgroup.", "cgroup", "by_cgroup"),
 		waiting:  d("waiting_tasks", "Tasks of the cgroup currently runnable but not running.", "cgroup"),
 		tracked:  d("tracked_cgroups", "Cgroups with an entry in the tracer's BPF map."),
 		dr:       d("dropped_events_total", "Events the tracer could not record.", "reason"),
 	}, nil
+}
+
+func (c *runqueueCollector) Update(out *Series) error {
+	stats, err := c.tracer.ReadStats()
+	if err != nil {
+		return err
+	}
+	lb := newLabeler(c.view(stats), c.cfg)
+	for p, g := range lb.fold(stats) {
+		out.Histogram(c.latency, g.count, float64(g.sumNs)/1e9, latencyhist.Cumulative(&g.hist), p)
+		out.Gauge(c.waiting, float64(max(g.waiting, 0)), p) // < 0: tasks already waiting when the tracer attached
+	}
+	out.Gauge(c.tracked, float64(len(stats)))
+
+	pairs, err := c.tracer.Preemptions()
+	if err != nil {
+		return err
+	}
+	for k, v := range lb.pairs(pairs) {
+		out.Counter(c.preempts, float64(v), k[0], k[1])
+	}
+
+	drops, err := c.tracer.Drops()
+	if err != nil {
+		return err
+	}
+	for reason, v := range drops {
+		out.Counter(c.dr, float64(v), reason)
+	}
+	return nil
+}
+
+// view returns the id-to-path table, re-walking once if the tracer knows
+// cgroups the last walk did not (created since).
+func (c *runqueueCollector) view(stats map[uint64]*slomaps.Stats) slosync.View {
+	v := c.cgroups.View()
+	for id := range stats {
+		if _, ok := v.Cgroups[id]; !ok {
+			if err := c.cgroups.Refresh(); err != nil {
+				level.Debug(c.logger).Log("msg", "re-walking cgroups for new ids", "err", err)
+			}
+			return c.cgroups.View()
+		}
+	}
+	return v
 }
 
 type latencyGroup struct {
@@ -85,14 +156,20 @@ type latencyGroup struct {
 	pinned  bool // an SLO cgroup: never folded into _other
 }
 
-// labeler maps cgroup ids to the label they are reported under.
+// labeler maps cgroup ids to the label they are reported under. It is
+// pure: the cardinality rules live here and nowhere else.
 type labeler struct {
-	view    slosync.View
-	depth   int
-	include []string
-	keep    map[string]bool // labels that survive the max-series cut
+	view slosync.View
+	cfg  RunqueueConfig
+	keep map[string]bool // labels that survive the max-series cut; set by fold
 }
 
+func newLabeler(view slosync.View, cfg RunqueueConfig) *labeler {
+	return &labeler{view: view, cfg: cfg}
+}
+
+// base is the label before the max-series cut, and whether the cgroup is
+// under an SLO (reported under its own path whatever the other rules say).
 func (l *labeler) base(id uint64) (string, bool) {
 	if a, ok := l.view.SLOs[id]; ok {
 		return a.Cgroup.Path, true
@@ -102,13 +179,13 @@ func (l *labeler) base(id uint64) (string, bool) {
 		return OtherCgroup, false
 	}
 	p := cg.Path
-	if l.depth > 0 {
-		p = cgroupfs.Ancestor(p, l.depth)
+	if l.cfg.Depth > 0 {
+		p = cgroupfs.Ancestor(p, l.cfg.Depth)
 	}
-	if len(l.include) == 0 {
+	if len(l.cfg.Include) == 0 {
 		return p, false
 	}
-	for _, g := range l.include {
+	for _, g := range l.cfg.Include {
 		if ok, _ := path.Match(g, p); ok {
 			return p, false
 		}
@@ -116,6 +193,7 @@ func (l *labeler) base(id uint64) (string, bool) {
 	return OtherCgroup, false
 }
 
+// label is the label a cgroup is reported under; call after fold.
 func (l *labeler) label(id uint64) string {
 	p, _ := l.base(id)
 	if l.keep != nil && !l.keep[p] {
@@ -124,17 +202,12 @@ func (l *labeler) label(id uint64) string {
 	return p
 }
 
-func (c *runqueueCollector) Update(ch chan<- prometheus.Metric) error {
-	stats, err := c.node.Tracer.Maps().ReadStats()
-	if err != nil {
-		return err
-	}
-	view := c.view(stats)
-	lb := &labeler{view: view, depth: c.depth, include: c.include}
-
+// fold sums the per-cgroup stats by label, applying every rule, and
+// remembers which labels survived the cut for label.
+func (l *labeler) fold(stats map[uint64]*slomaps.Stats) map[string]*latencyGroup {
 	groups := make(map[string]*latencyGroup)
 	for id, s := range stats {
-		p, pinned := lb.base(id)
+		p, pinned := l.base(id)
 		g := groups[p]
 		if g == nil {
 			g = &latencyGroup{}
@@ -143,66 +216,41 @@ func (c *runqueueCollector) Update(ch chan<- prometheus.Metric) error {
 		g.pinned = g.pinned || pinned
 		addStats(g, s)
 	}
-	lb.keep = c.cut(groups)
+	l.keep = cut(groups, l.cfg.MaxSeries)
+	// Sum the cut into a separate group: adding _other to the map while
+	// ranging over it could visit it, fold it into itself and delete it.
+	var other *latencyGroup
 	for p, g := range groups {
-		if !lb.keep[p] {
-			o := groups[OtherCgroup]
-			if o == nil {
-				o = &latencyGroup{}
-				groups[OtherCgroup] = o
+		if !l.keep[p] {
+			if other == nil {
+				other = &latencyGroup{}
 			}
-			addGroup(o, g)
+			addGroup(other, g)
 			delete(groups, p)
 		}
 	}
-	for p, g := range groups {
-		ch <- prometheus.MustNewConstHistogram(c.latency, g.count, float64(g.sumNs)/1e9, latencyhist.Cumulative(&g.hist), p)
-		w := g.waiting
-		if w < 0 {
-			w = 0 // tasks that were waiting when the tracer attached
+	if other != nil {
+		if o := groups[OtherCgroup]; o != nil {
+			addGroup(o, other)
+		} else {
+			groups[OtherCgroup] = other
 		}
-		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(w), p)
 	}
-	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(len(stats)))
-
-	pairs, err := c.node.Tracer.Preemptions()
-	if err != nil {
-		return err
-	}
-	byLabel := make(map[[2]string]uint64)
-	for k, v := range pairs {
-		byLabel[[2]string{lb.label(k.Victim), lb.label(k.By)}] += v
-	}
-	for k, v := range byLabel {
-		ch <- prometheus.MustNewConstMetric(c.preempts, prometheus.CounterValue, float64(v), k[0], k[1])
-	}
-
-	drops, err := c.node.Tracer.Drops()
-	if err != nil {
-		return err
-	}
-	for reason, v := range drops {
-		ch <- prometheus.MustNewConstMetric(c.dr, prometheus.CounterValue, float64(v), reason)
-	}
-	return nil
+	return groups
 }
 
-// view returns the id-to-path table, re-walking once if the tracer knows
-// cgroups the last walk did not (created since).
-func (c *runqueueCollector) view(stats map[uint64]*slomaps.Stats) slosync.View {
-	v := c.node.Sync.View()
-	for id := range stats {
-		if _, ok := v.Cgroups[id]; !ok {
-			_ = c.node.Sync.Sync() // errors are logged by the periodic pass
-			return c.node.Sync.View()
-		}
+// pairs sums preemption counts by (victim label, preemptor label).
+func (l *labeler) pairs(raw map[runqueue.PreemptKey]uint64) map[[2]string]uint64 {
+	out := make(map[[2]string]uint64)
+	for k, v := range raw {
+		out[[2]string{l.label(k.Victim), l.label(k.By)}] += v
 	}
-	return v
+	return out
 }
 
 // cut picks the labels reported individually: every SLO cgroup, then the
 // busiest others up to maxSeries (one series is reserved for _other).
-func (c *runqueueCollector) cut(groups map[string]*latencyGroup) map[string]bool {
+func cut(groups map[string]*latencyGroup, maxSeries int) map[string]bool {
 	keep := make(map[string]bool)
 	var rest []string
 	for p, g := range groups {
@@ -218,8 +266,8 @@ func (c *runqueueCollector) cut(groups map[string]*latencyGroup) map[string]bool
 		}
 		return rest[i] < rest[j]
 	})
-	room := c.maxSeries - len(keep)
-	if len(rest) > room {
+	room := maxSeries - len(keep)
+	if len(rest) > room && !keep[OtherCgroup] {
 		room-- // the overflow needs an _other series
 	}
 	for i, p := range rest {

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scx-slo/scx-slo/internal/scxcap"
@@ -20,9 +21,9 @@ func scxDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 }
 
-func newScxCollector(n *Node) (Collector, error) {
+func newScxCollector(src Sources, _ log.Logger) (Collector, error) {
 	return &scxCollector{
-		paths:      n.ScxPaths,
+		paths:      src.ScxPaths,
 		supported:  scxDesc("scx_supported", "1 if the kernel has sched_ext (/sys/kernel/sched_ext exists)."),
 		state:      scxDesc("scx_state", "1 for sched_ext's current state.", "state"),
 		ops:        scxDesc("scx_ops_info", "The loaded sched_ext scheduler (root/ops).", "ops"),
@@ -38,11 +39,9 @@ func newScxCollector(n *Node) (Collector, error) {
 
 var scxStates = []string{"enabled", "disabled", "enabling", "disabling"}
 
-func (c *scxCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *scxCollector) Update(out *Series) error {
 	capab, err := scxcap.Probe(c.paths)
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	gauge := out.Gauge
 	gauge(c.kernel, 1, capab.KernelRelease)
 	gauge(c.btf, b2f(capab.BTF))
 	gauge(c.supported, b2f(capab.Supported))
@@ -53,10 +52,10 @@ func (c *scxCollector) Update(ch chan<- prometheus.Metric) error {
 		if capab.Ops != "" {
 			gauge(c.ops, 1, capab.Ops)
 		}
-		ch <- prometheus.MustNewConstMetric(c.enableSeq, prometheus.CounterValue, float64(capab.EnableSeq))
-		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(capab.NrRejected))
+		out.Counter(c.enableSeq, float64(capab.EnableSeq))
+		out.Counter(c.rejected, float64(capab.NrRejected))
 		for name, v := range capab.Events {
-			ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(v), name)
+			out.Counter(c.events, float64(v), name)
 		}
 	}
 	ok, why := capab.Compatible()

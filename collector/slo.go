@@ -3,7 +3,10 @@ package collector
 import (
 	"errors"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
 // The slo collector exports each SLO cgroup's budget and its deadline
@@ -13,21 +16,30 @@ import (
 // mode.
 func init() { registerCollector("slo", true, newSLOCollector) }
 
-type sloCollector struct {
-	node                                          *Node
-	budget, importance, target, deadlines, misses *prometheus.Desc
-	overloaded, reloadOK, reloadTime              *prometheus.Desc
+// DeadlineMaps is what the slo collector reads of the program judging
+// deadlines (slomaps.Maps).
+type DeadlineMaps interface {
+	ReadStats() (map[uint64]*slomaps.Stats, error)
+	Overloaded(slot uint32) (bool, error)
 }
 
-func newSLOCollector(n *Node) (Collector, error) {
-	if n.Sync == nil || n.Config == nil {
+type sloCollector struct {
+	cgroups                                       CgroupView
+	deadlineMaps                                  func() (DeadlineMaps, bool)
+	config                                        ConfigSource
+	budget, importance, target, deadlines, misses *prometheus.Desc
+	overloaded, reloadOK, reloadTime, noSlot      *prometheus.Desc
+}
+
+func newSLOCollector(src Sources, _ log.Logger) (Collector, error) {
+	if src.Cgroups == nil || src.Config == nil || src.Deadlines == nil {
 		return nil, errors.New("no SLO config (--slo.config-file) given")
 	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 	}
 	return &sloCollector{
-		node:       n,
+		cgroups: src.Cgroups, deadlineMaps: src.Deadlines, config: src.Config,
 		budget:     d("budget_seconds", "The cgroup's latency budget from the SLO config.", "cgroup"),
 		importance: d("importance", "The cgroup's importance (1-1000) from the SLO config.", "cgroup"),
 		target:     d("target_ratio", "Fraction of wakeups that must meet the budget.", "cgroup"),
@@ -36,19 +48,18 @@ func newSLOCollector(n *Node) (Collector, error) {
 		overloaded: d("overloaded", "1 while the cgroup's recent miss rate is above 1 - target (cleared with hysteresis).", "cgroup"),
 		reloadOK:   d("config_last_reload_successful", "0 if the last SLO config reload was rejected."),
 		reloadTime: d("config_last_reload_success_timestamp_seconds", "Time of the last successful SLO config load."),
+		noSlot:     d("cgroups_without_slot", "Cgroups under an SLO that got none of the 4096 overload slots: not judged or enforced."),
 	}, nil
 }
 
-func (c *sloCollector) Update(ch chan<- prometheus.Metric) error {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	ok, last, _ := c.node.Config.LastReload()
-	gauge(c.reloadOK, b2f(ok))
-	gauge(c.reloadTime, float64(last.UnixNano())/1e9)
+func (c *sloCollector) Update(out *Series) error {
+	ok, last, _ := c.config.LastReload()
+	out.Gauge(c.reloadOK, b2f(ok))
+	out.Gauge(c.reloadTime, float64(last.UnixNano())/1e9)
 
-	view := c.node.Sync.View()
-	maps, haveMaps := c.node.SLOMaps()
+	view := c.cgroups.View()
+	out.Gauge(c.noSlot, float64(view.WithoutSlot))
+	maps, haveMaps := c.deadlineMaps()
 	if !haveMaps {
 		return errors.New("no BPF program is loaded to account deadlines")
 	}
@@ -59,21 +70,21 @@ func (c *sloCollector) Update(ch chan<- prometheus.Metric) error {
 	var errs []error
 	for id, a := range view.SLOs {
 		p := a.Cgroup.Path
-		gauge(c.budget, a.SLO.LatencyBudget.Seconds(), p)
-		gauge(c.importance, float64(a.SLO.Importance), p)
-		gauge(c.target, a.SLO.Target, p)
+		out.Gauge(c.budget, a.SLO.LatencyBudget.Seconds(), p)
+		out.Gauge(c.importance, float64(a.SLO.Importance), p)
+		out.Gauge(c.target, a.SLO.Target, p)
 		var met, missed float64
 		if s, ok := stats[id]; ok {
 			met, missed = float64(s.Deadlines), float64(s.Misses)
 		}
-		ch <- prometheus.MustNewConstMetric(c.deadlines, prometheus.CounterValue, met, p)
-		ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, missed, p)
+		out.Counter(c.deadlines, met, p)
+		out.Counter(c.misses, missed, p)
 		on, err := maps.Overloaded(a.Slot)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		gauge(c.overloaded, b2f(on), p)
+		out.Gauge(c.overloaded, b2f(on), p)
 	}
 	return errors.Join(errs...)
 }

@@ -94,8 +94,9 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 			q{`scx_slo_scrape_collector_success{` + selNode + `}`, "{{instance}} {{collector}}"})).
 		WithPanel(timeSeries("Collector duration", "scx_slo_scrape_collector_duration_seconds: time each collector took per scrape.", "s", third,
 			q{`scx_slo_scrape_collector_duration_seconds{` + selNode + `}`, "{{instance}} {{collector}}"})).
-		WithPanel(timeSeries("Dropped BPF events", "scx_slo_runqueue_dropped_events_total: events the BPF side could not record, by reason; non-zero means latency data undercounts.", "ops", third,
-			q{`sum by (instance, reason) (rate(scx_slo_runqueue_dropped_events_total{` + selNode + `}` + rate + `))`, "{{instance}} {{reason}}"})).
+		WithPanel(timeSeries("Dropped events and series", "scx_slo_runqueue_dropped_events_total: events the BPF side could not record, by reason; non-zero means latency data undercounts. scx_slo_scrape_dropped_series_total: series a collector dropped (a cgroup label colliding after escaping, or rejected by the client library), by collector.", "ops", third,
+			q{`sum by (instance, reason) (rate(scx_slo_runqueue_dropped_events_total{` + selNode + `}` + rate + `))`, "{{instance}} {{reason}}"},
+			q{`sum by (instance, collector) (rate(scx_slo_scrape_dropped_series_total{` + selNode + `}` + rate + `))`, "{{instance}} {{collector}} series"})).
 		WithPanel(timeSeries("Tracked cgroups", "scx_slo_runqueue_tracked_cgroups: cgroups with an entry in the BPF map.", "short", third,
 			q{`scx_slo_runqueue_tracked_cgroups{` + selNode + `}`, "{{instance}}"})).
 		WithPanel(stateTimeline("SLO config reloads", "scx_slo_config_last_reload_successful: whether the last reload of the SLO config was accepted.", third,

@@ -67,6 +67,8 @@ type Enforcer struct {
 	layout  exitLayout
 	metrics *metrics
 
+	restart restartPolicy // touched by the watcher goroutine only
+
 	mu       sync.Mutex
 	cur      *instance // nil while not attached
 	lastExit ExitInfo  // recorded at the last ejection
@@ -136,6 +138,9 @@ func New(opts Options) (*Enforcer, error) {
 func (e *Enforcer) Start(ctx context.Context) error {
 	if e.done != nil {
 		return errors.New("enforcer: already started")
+	}
+	if kind, ok := detachedMark(e.opts.PinDir); ok {
+		return fmt.Errorf("%w (exit kind %s; mark in %s): not attaching; `scx-slo detach` clears the mark", ErrDetachedForGood, kind, filepath.Join(e.opts.PinDir, pinDetached))
 	}
 	if !e.adoptPinned() {
 		if g := e.opts.Guard; g != nil {
@@ -421,27 +426,32 @@ func (e *Enforcer) watch(ctx context.Context) {
 }
 
 // ejected records why the kernel disabled the scheduler and lets it go.
-// It returns whether to re-attach: not after a userspace unregistration
-// (`scx-slo detach` forcing the pinned link off), which is the operator's
-// rollback, only after the kernel threw the scheduler out.
+// It returns whether to re-attach (see restartPolicy); when the policy
+// gives up for good it leaves a mark in the pin directory.
 func (e *Enforcer) ejected(in *instance) (reattach bool) {
 	info, err := e.layout.read(in.maps["exit"])
 	if err != nil || info.Count == 0 {
 		info = ExitInfo{Kind: "unreg", Reason: "scheduler no longer enabled and no exit record"}
 	}
-	reattach = info.Kind != "unreg"
+	reattach, forGood, why := e.restart.decide(info, time.Now())
 	e.mu.Lock()
 	e.lastExit = info
 	e.mu.Unlock()
 	e.setCurrent(nil)
 	e.metrics.exits.WithLabelValues(info.Kind).Inc()
-	if reattach {
-		level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg)
-	} else {
-		level.Warn(e.opts.Logger).Log("msg", "the scheduler was detached from outside (scx-slo detach?); staying detached, observing only", "reason", info.Reason)
-	}
 	in.close()
 	unpin(e.opts.PinDir)
+	switch {
+	case reattach:
+		level.Error(e.opts.Logger).Log("msg", "the kernel disabled the scheduler", "kind", info.Kind, "code", info.Code, "reason", info.Reason, "message", info.Msg, "decision", why)
+	case forGood:
+		if err := markDetached(e.opts.PinDir, info.Kind); err != nil {
+			level.Warn(e.opts.Logger).Log("msg", "could not persist the detach; a restarted exporter may attach again", "err", err)
+		}
+		level.Error(e.opts.Logger).Log("msg", "the scheduler is detached for good on this boot; observing only (scx-slo detach clears this)", "kind", info.Kind, "reason", info.Reason, "message", info.Msg, "why", why)
+	default:
+		level.Warn(e.opts.Logger).Log("msg", "the scheduler was detached from outside; staying detached, observing only", "kind", info.Kind, "reason", info.Reason, "why", why)
+	}
 	return reattach
 }
 

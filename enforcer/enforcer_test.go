@@ -12,6 +12,7 @@ import (
 
 	"github.com/scx-slo/scx-slo/bpf/scheduler"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 func TestNewRejectsBadOptions(t *testing.T) {
@@ -94,9 +95,7 @@ func TestExitLayoutReadsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: l.size, MaxEntries: 1})
-	if err != nil {
-		t.Skipf("cannot create a BPF map here (needs root and BPF): %v", err)
-	}
+	needs.Part(t, "BPF maps (root and BPF)", err)
 	defer m.Close()
 	buf := make([]byte, l.size)
 	binary.LittleEndian.PutUint32(buf[l.kind:], 1026)

@@ -72,7 +72,41 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 			return nil, err
 		}
 	}
+	// 7.1+: a task the kernel would leave in a local DSQ behind a higher
+	// class (RT, deadline) is handed back to ops.enqueue instead: what
+	// ops.cpu_release did before that kernel removed it.
+	if bit, ok := kernelOpsFlag("SCX_OPS_ALWAYS_ENQ_IMMED"); ok {
+		if err := orOpsFlags(spec, bit); err != nil {
+			return nil, err
+		}
+	}
+	topo, err := ReadTopology("/sys")
+	if err != nil {
+		return nil, err
+	}
+	if err := setTopology(spec, topo); err != nil {
+		return nil, err
+	}
 	return spec, nil
+}
+
+// kernelOpsFlag returns the value of an enum scx_ops_flags member in the
+// running kernel's BTF, if it has that member.
+func kernelOpsFlag(name string) (uint64, bool) {
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return 0, false
+	}
+	var e *btf.Enum
+	if err := kspec.TypeByName("scx_ops_flags", &e); err != nil {
+		return 0, false
+	}
+	for _, v := range e.Values {
+		if v.Name == name {
+			return v.Value, true
+		}
+	}
+	return 0, false
 }
 
 // orOpsFlags sets bits in sched_ext_ops.flags. cilium/ebpf copies the ops
@@ -206,6 +240,9 @@ func unpin(dir string) error {
 			errs = append(errs, err)
 		}
 	}
+	if _, marked := detachedMark(dir); marked {
+		return errors.Join(errs...) // the directory keeps the detached-for-good mark
+	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
@@ -234,6 +271,8 @@ func Detach(pinDir string) error {
 		}
 		l.Close()
 	}
+	// The operator's reset: a later --enforce may attach again.
+	errs = append(errs, clearDetached(pinDir))
 	errs = append(errs, unpin(pinDir))
 	return errors.Join(errs...)
 }

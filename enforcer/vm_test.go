@@ -1,7 +1,6 @@
 package enforcer
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,15 +8,13 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/lab/labtest"
 )
 
-// guestEnv is set inside the VM: the TestGuest* tests run only there.
-const guestEnv = "SCX_SLO_ENFORCER_GUEST"
-
-// inGuest skips t unless it runs inside the lab VM.
+// inGuest skips t unless it runs inside the lab VM, started by TestVM.
 func inGuest(t *testing.T) {
 	t.Helper()
-	if os.Getenv(guestEnv) == "" {
+	if !labtest.InGuest() {
 		t.Skip("runs inside the lab VM, started by TestVM")
 	}
 	if _, err := os.Stat("/sys/kernel/sched_ext/state"); err != nil {
@@ -25,68 +22,50 @@ func inGuest(t *testing.T) {
 	}
 }
 
-// guestResult is what guest tests write to /out/<name>.json for TestVM.
+// writeResult stores a guest test's measurements as /out/<name>.json;
+// TestVM logs them on the host.
 func writeResult(t *testing.T, name string, v any) {
 	t.Helper()
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join("/out", name+".json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	labtest.WriteJSON(t, name, v)
 }
 
-// TestVM builds this package's tests as a static binary and runs the
-// TestGuest* tests inside the lab's sched_ext kernel, in one boot.
+// TestVM runs the TestGuest* tests inside the lab's sched_ext kernel, in
+// one boot; SCX_SLO_GUEST_RUN narrows them (a -test.run pattern).
 func TestVM(t *testing.T) {
-	if os.Getenv(guestEnv) != "" {
+	if labtest.InGuest() {
 		t.Skip("already inside the guest")
-	}
-	if testing.Short() {
-		t.Skip("boots a qemu guest; skipped in -short mode")
-	}
-	if err := lab.Available(""); err != nil {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatalf("lab required but unavailable: %v", err)
-		}
-		t.Skipf("lab unavailable: %v", err)
-	}
-	ctx := t.Context()
-	k, err := lab.EnsureKernel(ctx, "", t.Output())
-	if err != nil {
-		t.Fatalf("EnsureKernel: %v", err)
-	}
-	bin, err := lab.BuildTest(ctx, "github.com/scx-slo/scx-slo/enforcer", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
 	}
 	run := os.Getenv("SCX_SLO_GUEST_RUN")
 	if run == "" {
 		run = "^TestGuest"
 	}
-	out := t.TempDir()
-	res, err := lab.Run(ctx, lab.Options{
-		Kernel:  k,
-		Files:   []lab.Copy{{Host: bin, Guest: "/bin/enforcer.test"}},
-		Command: []string{"/bin/enforcer.test", "-test.v", "-test.count=1", "-test.run", run},
-		Env:     map[string]string{guestEnv: "1"},
-		Console: t.Output(),
-		OutDir:  out,
-		Timeout: 8 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
+	runGuestSuite(t, run, lab.Options{Timeout: 8 * time.Minute})
+}
+
+// TestVMTopology runs the TestGuestTopo* tests (issue 11) on 8 vCPUs in two
+// sockets, so two last-level caches; SCX_SLO_GUEST_TOPO_RUN narrows them.
+func TestVMTopology(t *testing.T) {
+	if labtest.InGuest() {
+		t.Skip("already inside the guest")
 	}
-	t.Logf("guest boot %s, total %s", res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond))
-	entries, _ := os.ReadDir(out)
+	run := os.Getenv("SCX_SLO_GUEST_TOPO_RUN")
+	if run == "" {
+		run = "^TestGuestTopo"
+	}
+	runGuestSuite(t, run, lab.Options{CPUs: 8, Sockets: 2, Timeout: 8 * time.Minute})
+}
+
+// runGuestSuite runs the guest tests matching run in one boot and logs
+// the measurements they wrote.
+func runGuestSuite(t *testing.T, run string, opts lab.Options) {
+	t.Helper()
+	opts.OutDir = t.TempDir()
+	res := labtest.RunTests(t, run, opts)
+	entries, _ := os.ReadDir(res.OutDir)
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".json") {
-			b, _ := os.ReadFile(filepath.Join(out, e.Name()))
+			b, _ := os.ReadFile(filepath.Join(res.OutDir, e.Name()))
 			t.Logf("%s: %s", e.Name(), b)
 		}
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest tests failed (exit status %d); see the console above", res.ExitCode)
 	}
 }

@@ -33,6 +33,7 @@ func main() {
 	dur("collector-failing-for", "How long a collector may fail.", &cfg.CollectorFor)
 	dur("reload-failed-for", "How long a rejected config reload may stand.", &cfg.ReloadFor)
 	dur("dropped-events-for", "How long BPF event drops may last.", &cfg.DroppedFor)
+	dur("slots-exhausted-for", "How long SLO cgroups may go without an overload slot.", &cfg.SlotsFor)
 	dur("event-window", "How long an ejection or guard detach keeps its alert firing.", &cfg.EventWindow)
 	app.Flag("runbook-url", "Address of docs/runbook.md; alerts link to its sections.").Default(def.RunbookBaseURL).StringVar(&cfg.RunbookBaseURL)
 	kingpin.MustParse(app.Parse(os.Args[1:]))

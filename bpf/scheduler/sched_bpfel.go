@@ -55,8 +55,11 @@ type schedTaskCtx struct {
 	BwSince   uint64
 	QueuedAt  uint64
 	Key       uint64
+	Vtime     uint64
+	Dom       uint32
 	Runnable  bool
-	_         [7]byte
+	RanBe     bool
+	_         [2]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -65,7 +68,8 @@ type schedTaskCtx struct {
 const (
 	schedMapCgCtxs                 = "cg_ctxs"
 	schedMapCgroupStats            = "cgroup_stats"
-	schedMapCpuKeys                = "cpu_keys"
+	schedMapCpuCtxs                = "cpu_ctxs"
+	schedMapDomCtxs                = "dom_ctxs"
 	schedMapOverload               = "overload"
 	schedMapScxSlo                 = "scx_slo"
 	schedMapSlos                   = "slos"
@@ -78,6 +82,8 @@ const (
 	schedProgSloCgroupRmdir        = "slo_cgroup_rmdir"
 	schedProgSloCgroupSetBandwidth = "slo_cgroup_set_bandwidth"
 	schedProgSloCgroupSetWeight    = "slo_cgroup_set_weight"
+	schedProgSloCpuOffline         = "slo_cpu_offline"
+	schedProgSloCpuOnline          = "slo_cpu_online"
 	schedProgSloDispatch           = "slo_dispatch"
 	schedProgSloEnqueue            = "slo_enqueue"
 	schedProgSloExit               = "slo_exit"
@@ -90,18 +96,22 @@ const (
 	schedProgSloStopping           = "slo_stopping"
 	schedProgSloTick               = "slo_tick"
 	schedVarBeBoundNs              = "be_bound_ns"
-	schedVarBeSince                = "be_since"
+	schedVarBeGuardSliceNs         = "be_guard_slice_ns"
 	schedVarBeSliceNs              = "be_slice_ns"
 	schedVarBeStarveNs             = "be_starve_ns"
-	schedVarBeVnow                 = "be_vnow"
+	schedVarCpuDom                 = "cpu_dom"
+	schedVarDomCpus                = "dom_cpus"
+	schedVarDomFirst               = "dom_first"
+	schedVarDomNr                  = "dom_nr"
 	schedVarExitCode               = "exit_code"
 	schedVarExitCount              = "exit_count"
 	schedVarExitKind               = "exit_kind"
 	schedVarExitMsg                = "exit_msg"
 	schedVarExitReason             = "exit_reason"
 	schedVarLagMaxNs               = "lag_max_ns"
-	schedVarLastRescue             = "last_rescue"
+	schedVarLastUnthrottle         = "last_unthrottle"
 	schedVarNextUnthrottle         = "next_unthrottle"
+	schedVarNrDoms                 = "nr_doms"
 	schedVarSloSliceMaxNs          = "slo_slice_max_ns"
 	schedVarSloSliceMinNs          = "slo_slice_min_ns"
 	schedVarStatNr                 = "stat_nr"
@@ -156,6 +166,8 @@ type schedProgramSpecs struct {
 	SloCgroupRmdir        *ebpf.ProgramSpec `ebpf:"slo_cgroup_rmdir"`
 	SloCgroupSetBandwidth *ebpf.ProgramSpec `ebpf:"slo_cgroup_set_bandwidth"`
 	SloCgroupSetWeight    *ebpf.ProgramSpec `ebpf:"slo_cgroup_set_weight"`
+	SloCpuOffline         *ebpf.ProgramSpec `ebpf:"slo_cpu_offline"`
+	SloCpuOnline          *ebpf.ProgramSpec `ebpf:"slo_cpu_online"`
 	SloDispatch           *ebpf.ProgramSpec `ebpf:"slo_dispatch"`
 	SloEnqueue            *ebpf.ProgramSpec `ebpf:"slo_enqueue"`
 	SloExit               *ebpf.ProgramSpec `ebpf:"slo_exit"`
@@ -175,7 +187,8 @@ type schedProgramSpecs struct {
 type schedMapSpecs struct {
 	CgCtxs      *ebpf.MapSpec `ebpf:"cg_ctxs"`
 	CgroupStats *ebpf.MapSpec `ebpf:"cgroup_stats"`
-	CpuKeys     *ebpf.MapSpec `ebpf:"cpu_keys"`
+	CpuCtxs     *ebpf.MapSpec `ebpf:"cpu_ctxs"`
+	DomCtxs     *ebpf.MapSpec `ebpf:"dom_ctxs"`
 	Overload    *ebpf.MapSpec `ebpf:"overload"`
 	ScxSlo      *ebpf.MapSpec `ebpf:"scx_slo"`
 	Slos        *ebpf.MapSpec `ebpf:"slos"`
@@ -190,18 +203,22 @@ type schedMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedVariableSpecs struct {
 	BeBoundNs      *ebpf.VariableSpec `ebpf:"be_bound_ns"`
-	BeSince        *ebpf.VariableSpec `ebpf:"be_since"`
+	BeGuardSliceNs *ebpf.VariableSpec `ebpf:"be_guard_slice_ns"`
 	BeSliceNs      *ebpf.VariableSpec `ebpf:"be_slice_ns"`
 	BeStarveNs     *ebpf.VariableSpec `ebpf:"be_starve_ns"`
-	BeVnow         *ebpf.VariableSpec `ebpf:"be_vnow"`
+	CpuDom         *ebpf.VariableSpec `ebpf:"cpu_dom"`
+	DomCpus        *ebpf.VariableSpec `ebpf:"dom_cpus"`
+	DomFirst       *ebpf.VariableSpec `ebpf:"dom_first"`
+	DomNr          *ebpf.VariableSpec `ebpf:"dom_nr"`
 	ExitCode       *ebpf.VariableSpec `ebpf:"exit_code"`
 	ExitCount      *ebpf.VariableSpec `ebpf:"exit_count"`
 	ExitKind       *ebpf.VariableSpec `ebpf:"exit_kind"`
 	ExitMsg        *ebpf.VariableSpec `ebpf:"exit_msg"`
 	ExitReason     *ebpf.VariableSpec `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.VariableSpec `ebpf:"lag_max_ns"`
-	LastRescue     *ebpf.VariableSpec `ebpf:"last_rescue"`
+	LastUnthrottle *ebpf.VariableSpec `ebpf:"last_unthrottle"`
 	NextUnthrottle *ebpf.VariableSpec `ebpf:"next_unthrottle"`
+	NrDoms         *ebpf.VariableSpec `ebpf:"nr_doms"`
 	SloSliceMaxNs  *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
@@ -231,7 +248,8 @@ func (o *schedObjects) Close() error {
 type schedMaps struct {
 	CgCtxs      *ebpf.Map `ebpf:"cg_ctxs"`
 	CgroupStats *ebpf.Map `ebpf:"cgroup_stats"`
-	CpuKeys     *ebpf.Map `ebpf:"cpu_keys"`
+	CpuCtxs     *ebpf.Map `ebpf:"cpu_ctxs"`
+	DomCtxs     *ebpf.Map `ebpf:"dom_ctxs"`
 	Overload    *ebpf.Map `ebpf:"overload"`
 	ScxSlo      *ebpf.Map `ebpf:"scx_slo"`
 	Slos        *ebpf.Map `ebpf:"slos"`
@@ -245,7 +263,8 @@ func (m *schedMaps) Close() error {
 	return _SchedClose(
 		m.CgCtxs,
 		m.CgroupStats,
-		m.CpuKeys,
+		m.CpuCtxs,
+		m.DomCtxs,
 		m.Overload,
 		m.ScxSlo,
 		m.Slos,
@@ -261,18 +280,22 @@ func (m *schedMaps) Close() error {
 // It can be passed to loadSchedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedVariables struct {
 	BeBoundNs      *ebpf.Variable `ebpf:"be_bound_ns"`
-	BeSince        *ebpf.Variable `ebpf:"be_since"`
+	BeGuardSliceNs *ebpf.Variable `ebpf:"be_guard_slice_ns"`
 	BeSliceNs      *ebpf.Variable `ebpf:"be_slice_ns"`
 	BeStarveNs     *ebpf.Variable `ebpf:"be_starve_ns"`
-	BeVnow         *ebpf.Variable `ebpf:"be_vnow"`
+	CpuDom         *ebpf.Variable `ebpf:"cpu_dom"`
+	DomCpus        *ebpf.Variable `ebpf:"dom_cpus"`
+	DomFirst       *ebpf.Variable `ebpf:"dom_first"`
+	DomNr          *ebpf.Variable `ebpf:"dom_nr"`
 	ExitCode       *ebpf.Variable `ebpf:"exit_code"`
 	ExitCount      *ebpf.Variable `ebpf:"exit_count"`
 	ExitKind       *ebpf.Variable `ebpf:"exit_kind"`
 	ExitMsg        *ebpf.Variable `ebpf:"exit_msg"`
 	ExitReason     *ebpf.Variable `ebpf:"exit_reason"`
 	LagMaxNs       *ebpf.Variable `ebpf:"lag_max_ns"`
-	LastRescue     *ebpf.Variable `ebpf:"last_rescue"`
+	LastUnthrottle *ebpf.Variable `ebpf:"last_unthrottle"`
 	NextUnthrottle *ebpf.Variable `ebpf:"next_unthrottle"`
+	NrDoms         *ebpf.Variable `ebpf:"nr_doms"`
 	SloSliceMaxNs  *ebpf.Variable `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
@@ -289,6 +312,8 @@ type schedPrograms struct {
 	SloCgroupRmdir        *ebpf.Program `ebpf:"slo_cgroup_rmdir"`
 	SloCgroupSetBandwidth *ebpf.Program `ebpf:"slo_cgroup_set_bandwidth"`
 	SloCgroupSetWeight    *ebpf.Program `ebpf:"slo_cgroup_set_weight"`
+	SloCpuOffline         *ebpf.Program `ebpf:"slo_cpu_offline"`
+	SloCpuOnline          *ebpf.Program `ebpf:"slo_cpu_online"`
 	SloDispatch           *ebpf.Program `ebpf:"slo_dispatch"`
 	SloEnqueue            *ebpf.Program `ebpf:"slo_enqueue"`
 	SloExit               *ebpf.Program `ebpf:"slo_exit"`
@@ -309,6 +334,8 @@ func (p *schedPrograms) Close() error {
 		p.SloCgroupRmdir,
 		p.SloCgroupSetBandwidth,
 		p.SloCgroupSetWeight,
+		p.SloCpuOffline,
+		p.SloCpuOnline,
 		p.SloDispatch,
 		p.SloEnqueue,
 		p.SloExit,

@@ -28,6 +28,10 @@
 
 #define SCX_ENQ_WAKEUP		(1ULL << 0)
 #define SCX_ENQ_PREEMPT		(1ULL << 32)	/* to a local DSQ: head, and cut the current slice */
+#define SCX_ENQ_REENQ		(1ULL << 40)	/* handed back by the kernel (its CPU was taken) */
+#define SCX_ENQ_LAST		(1ULL << 41)	/* the CPU's last runnable task (SCX_OPS_ENQ_LAST) */
+
+#define SCX_TASK_QUEUED		(1U << 0)	/* sched_ext_entity.flags: on the runqueue */
 
 #define SCX_KICK_IDLE		(1ULL << 0)
 #define SCX_KICK_PREEMPT	(1ULL << 1)
@@ -46,11 +50,14 @@ struct cpumask {
 struct sched_ext_entity {
 	u64 dsq_vtime;
 	u64 slice;
+	u32 flags;	/* SCX_TASK_* */
 	u32 weight;	/* 1..10000 from the task's nice value, 100 at nice 0 */
 };
 
 struct task_struct___scx {
 	int pid;
+	unsigned int flags;	/* PF_* */
+	int nr_cpus_allowed;
 	const struct cpumask *cpus_ptr;
 	struct sched_ext_entity scx;
 	struct css_set *cgroups;
@@ -73,6 +80,12 @@ struct scx_cgroup_init_args {
 };
 
 #pragma clang attribute pop
+
+/*
+ * Only for CO-RE existence checks: SCX_ENQ_IMMED appeared in 7.1, and its
+ * value comes from the running kernel (bpf_core_enum_value).
+ */
+enum scx_enq_flags___slo { SCX_ENQ_IMMED___slo = 0 };
 
 /* Passed by pointer to kfuncs: layout must equal the kernel's exactly. */
 struct scx_bpf_dsq_insert_vtime_args {
@@ -105,6 +118,8 @@ struct sched_ext_ops {
 	void (*cgroup_exit)(struct cgroup *cgrp);
 	void (*cgroup_set_weight)(struct cgroup *cgrp, u32 weight);
 	void (*cgroup_set_bandwidth)(struct cgroup *cgrp, u64 period_us, u64 quota_us, u64 burst_us);
+	void (*cpu_online)(s32 cpu);
+	void (*cpu_offline)(s32 cpu);
 	s32 (*init)(void);
 	void (*exit)(struct scx_exit_info *ei);
 	u64 flags;
@@ -143,6 +158,27 @@ extern void bpf_iter_scx_dsq_destroy(struct bpf_iter_scx_dsq *it) __ksym;
 extern void scx_bpf_dsq_move_set_vtime(struct bpf_iter_scx_dsq *it__iter, u64 vtime) __ksym;
 extern bool scx_bpf_dsq_move(struct bpf_iter_scx_dsq *it__iter, struct task_struct *p, u64 dsq_id, u64 enq_flags) __ksym;
 extern bool scx_bpf_dsq_move_vtime(struct bpf_iter_scx_dsq *it__iter, struct task_struct *p, u64 dsq_id, u64 enq_flags) __ksym;
+extern bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
+
+/* Open-coded numeric iterator (6.4+): bounded loops the verifier checks once. */
+struct bpf_iter_num {
+	u64 __opaque[1];
+} __attribute__((aligned(8)));
+
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+
+/* for (i = start; i < end; i++), with i an int declared by the caller. */
+#define bpf_for(i, start, end)							\
+	for (struct bpf_iter_num ___it __attribute__((aligned(8),		\
+			cleanup(bpf_iter_num_destroy))),			\
+	     *___p __attribute__((unused)) = (					\
+			bpf_iter_num_new(&___it, (start), (end)),		\
+			(void)bpf_iter_num_destroy, (void *)0);			\
+	     ({ int *___t = bpf_iter_num_next(&___it);				\
+		(___t && ((i) = *___t, 1)); });					\
+	    )
 
 #define BPF_STRUCT_OPS(name, args...) SEC("struct_ops/" #name) BPF_PROG(name, ##args)
 #define BPF_STRUCT_OPS_SLEEPABLE(name, args...) SEC("struct_ops.s/" #name) BPF_PROG(name, ##args)

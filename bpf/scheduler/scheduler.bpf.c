@@ -3,7 +3,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * scheduler.bpf.c: scx-slo, an earliest-deadline-first sched_ext scheduler
- * for per-cgroup run-queue latency SLOs.
+ * for per-cgroup run-queue latency SLOs, built for many-CPU nodes.
  *
  * Two kinds of work
  * -----------------
@@ -13,131 +13,166 @@
  *
  *	deadline = now + budget + penalty(cgroup)
  *
- * and waits in SLO_DSQ, ordered by deadline. Everything else is
- * best-effort: it waits in BE_DSQ, ordered by weighted virtual time, so
- * cpu.weight decides the split of whatever CPU the latency work leaves.
+ * and waits in its domain's SLO queue, ordered by deadline. Everything
+ * else is best-effort: it waits in its domain's BE queue, ordered by
+ * weighted virtual time, so cpu.weight splits what latency work leaves.
+ *
+ * Domains and queues
+ * ------------------
+ * A domain is a last-level cache (the loader reads the topology from
+ * sysfs and fills cpu_dom[] and dom_cpus[] before load; one domain when
+ * it cannot tell). Each domain has one SLO_DSQ and one BE_DSQ, so an
+ * enqueue or dispatch locks only its own domain's queues, never a
+ * machine-wide one. A CPU whose domain has nothing to run steals from the
+ * other domains, SLO work first. Three kinds of task bypass the domain
+ * queues:
+ * - per-CPU kernel threads (ksoftirqd/N, kworker/N, ...) go straight to
+ *   their CPU's local DSQ: they can run nowhere else and are short, so
+ *   they wait at most one running slice;
+ * - other tasks allowed on one CPU only (taskset, the static CPU manager
+ *   of Kubernetes) wait in that CPU's PIN_DSQ, keyed by their deadline
+ *   (SLO) or by enqueue time + be_bound (best-effort), which the CPU
+ *   compares with its domain queues in dispatch: a pinned task is never
+ *   behind work that other CPUs could take instead;
+ * - cpu.max-throttled tasks park in THROTTLED_DSQ until their period ends.
+ * Local dispatches use SCX_ENQ_IMMED where the kernel has it (7.1+): if
+ * the CPU turns out to be busy with a higher class (RT, deadline), the
+ * kernel hands the task back with SCX_ENQ_REENQ instead of stranding it
+ * behind that work, and we queue it in a shared queue. With
+ * cpu_online/cpu_offline implemented, hotplug does not eject us.
  *
  * Picking the next task (dispatch)
  * --------------------------------
- * Best-effort work as a whole carries one deadline too: be_since +
- * be_bound, where be_since is when best-effort work last started running
- * (or when BE_DSQ became non-empty). A CPU looking for work runs the head
- * of SLO_DSQ if its deadline is no later than that, else the head of
- * BE_DSQ. So latency work always goes first, but never for longer than
- * be_bound at a stretch: as long as a best-effort task is queued, one
- * starts somewhere at least every be_bound (40 ms by default). That is the
- * documented bound on batch starvation; within best-effort work each task
- * then waits its turn by virtual time.
+ * Every CPU runs EDF over three heads: its PIN_DSQ, its domain's SLO_DSQ,
+ * and best-effort work, whose deadline is be_last + be_bound, be_last
+ * being when this CPU last started best-effort work (or last saw none
+ * waiting). So latency work goes first, but a best-effort task queued in
+ * the domain gets this very CPU at least every be_bound (40 ms): the
+ * bound holds per CPU, not per machine. When even that deadline has
+ * passed (all-SLO overload), the best-effort task runs protected: its
+ * running key is "now", so no SLO wakeup preempts it, for at most
+ * be_guard_slice (1 ms). Best-effort work thus keeps at least ~2.5% of
+ * every CPU under any SLO load, and SLO work waits at most 1 ms for it.
+ * If nothing is runnable but the previous task, it keeps the CPU with a
+ * fresh slice instead of a trip through the queues (and SCX_ENQ_LAST
+ * tasks go straight back to their CPU).
  *
- * Fairness among SLO cgroups
- * --------------------------
- * penalty() is the bounded lag term: each SLO cgroup's CPU use decays over
- * a 100 ms window; a cgroup using one whole CPU at importance 100 has its
- * deadlines pushed back by lag_max (20 ms), at importance 1000 by 2 ms,
- * and never by more than lag_max. A cgroup cannot monopolise CPUs by
- * declaring an SLO: the more it runs, the later its deadlines, until other
- * SLO cgroups and then best-effort work (be_bound) get in.
+ * Isolation: a reserve per SLO cgroup
+ * -----------------------------------
+ * EDF alone has no bound under sustained overload: once deadlines are
+ * missed, every later task misses too (the domino effect), and a cgroup
+ * that declares a tiny budget beats everyone. So EDF is a reserve, not a
+ * right: each SLO cgroup may use, per 100 ms window, its importance's
+ * share of the machine (nr_cpus * importance / 1000 CPUs, at least one
+ * CPU). Beyond it its tasks are queued as best-effort (weighted virtual
+ * time) until its use decays. A misbehaving SLO pod therefore damages
+ * others by at most its reserve, and the fairness term (penalty) orders
+ * well-behaved SLO cgroups within theirs: each one's CPU use decays over
+ * the window; one using a whole CPU at importance 100 has its deadlines
+ * pushed back by lag_max (20 ms), at importance 1000 by 2 ms.
  *
  * Preemption
  * ----------
- * Sorting is not enough: a CPU only looks for work when its current task
- * blocks or its slice ends, and at HZ=250 the tick that ends a slice comes
- * every 4 ms. So when an SLO task wakes and no CPU is idle, we find the
- * CPU whose running task has the latest deadline (best-effort counts as
- * infinitely late; ties go to the waking CPU, which needs no IPI). If that
- * deadline is later than the new one, the task takes the CPU. When the
- * victim is the waking CPU and nothing queued in SLO_DSQ is due sooner,
- * the task goes straight into its local DSQ with SCX_ENQ_PREEMPT (cuts
- * the running slice, no dispatch round trip). A remote victim is not
- * handed the task: the task queues in SLO_DSQ and the victim is kicked
- * with SCX_KICK_PREEMPT, so whichever CPU gets to dispatch first takes
- * it (often the waking CPU, once its waker blocks, before the IPI even
- * lands). Either way the victim is claimed at once (its cpu_keys slot
- * takes the new deadline), so the next wakeup of a burst looks elsewhere
- * instead of piling onto the same CPU.
- * SLO tasks run with slice = their budget (clamped to [250 us, 5 ms]): one
- * that runs that long without blocking goes back to the queue with a
- * fresh (later) deadline. Best-effort slices are 5 ms.
+ * A CPU only looks for work when its task blocks or its slice ends, and
+ * at HZ=250 the tick comes every 4 ms. So when an SLO task wakes and no
+ * CPU it may use is idle, we look for the CPU running the latest
+ * deadline among the CPUs in its cpus_ptr, the waking CPU's domain first
+ * (best-effort counts as infinitely late; ties go to the waking CPU,
+ * which needs no IPI). If that deadline is later than the new one, the
+ * task takes the CPU: straight into the local DSQ with SCX_ENQ_PREEMPT
+ * when the victim is the waking CPU, else queued in the victim's domain
+ * with the victim kicked (SCX_KICK_PREEMPT). The victim is claimed at
+ * once (its key takes the new deadline), so a burst of wakeups spreads.
  *
- * Worked example (2 CPUs)
- * -----------------------
- * /web has an SLO (budget 1 ms, importance 100) and used 10% of a CPU
- * lately; /batch has two CPU hogs (cpu.weight 100) on both CPUs. At
- * t=100 ms a /web task wakes on CPU 1: penalty = 10% * 20 ms = 2 ms,
- * deadline = 103 ms. No CPU is idle, both hogs count as infinitely late,
- * the tie goes to CPU 1, and SLO_DSQ is empty: the task goes to CPU 1's
- * local DSQ with SCX_ENQ_PREEMPT and runs as soon as the interrupt
- * returns, instead of up to 4 ms later at the next tick. If a /web
- * thread on CPU 1 then wakes two workers (deadlines 103.2 and 103.3 ms)
- * while the hog runs on CPU 0: the first claims CPU 0 (its slot now reads
- * 103.2), queues and kicks it; the second finds no CPU running anything
- * later than 103.3, so it just queues, and CPU 1 takes it when the waker
- * blocks. Had another /web
- * task been queued with deadline 102 ms, ours would queue behind it and
- * CPU 1 would be kicked; its dispatch compares 102 ms with best-effort's
- * deadline (be_since 97 ms + 40 ms = 137 ms) and takes /web's head. Had
- * /web kept both CPUs busy with deadlines in the past, the hogs would
- * still get a CPU at t=137 ms.
+ * Worked example (2 domains of 4 CPUs)
+ * ------------------------------------
+ * /web has an SLO (budget 1 ms, importance 100, reserve 1 CPU) and used
+ * 10% of a CPU lately; /batch runs hogs on all 8 CPUs. A /web task wakes
+ * on CPU 5 (domain 1) at t=100 ms: penalty = 10% * 20 ms = 2 ms, deadline
+ * 103 ms. No CPU is idle; in domain 1 all CPUs run best-effort, the tie
+ * goes to CPU 5 itself, and the task preempts the hog there at once. Now
+ * /web goes rogue and spins on 8 threads: after ~100 ms its use passes
+ * one CPU's worth, so further wakeups queue as best-effort and share
+ * with /batch by cpu.weight; meanwhile each CPU gave /batch a protected
+ * millisecond whenever it had waited 40 ms. A hog pinned to CPU 2 waits
+ * in PIN_DSQ(2) with key enqueue + 40 ms and runs on CPU 2 by then.
  *
  * cpu.weight and cpu.max
  * ----------------------
- * A best-effort task's virtual time advances by runtime * 100 *
- * nr_runnable(cgroup) / (cgroup weight * task weight / 100): a cgroup's
- * weight is shared by its runnable tasks, so two cgroups at weights 100
- * and 300 get CPU 1:3 however many tasks each has. The hierarchy is
- * flattened: a task takes the weight of the cpu-controller cgroup it sits
- * in. Only tasks that slept have their virtual time clamped (to at most
- * one slice behind the present); a task that stayed runnable keeps the
- * credit its weight earned. cpu.max is a hard cap: runtime is charged to
- * the cgroup's period at every tick and when a task stops; once it
- * reaches the quota the running task's slice is cut (so the cap holds to
- * about a tick per CPU) and the cgroup's tasks park in THROTTLED_DSQ until
- * the period ends, when a 2 ms timer (armed only while tasks are parked)
- * kicks idle CPUs whose dispatch moves them back. SCX_OPS_ENQ_LAST makes
- * the kernel ask us even about a CPU's
- * last runnable task, which could otherwise run on past its quota.
+ * A best-effort task's virtual time (kept in task_ctx, never in
+ * dsq_vtime, which SLO deadlines and parking also use) advances by
+ * runtime * 100 * nr_runnable(cgroup) / (cgroup weight * task weight /
+ * 100): a cgroup's weight is shared by its runnable tasks. A task that
+ * slept is clamped to at most one slice behind its domain's virtual
+ * time; one that stayed runnable keeps its credit. cpu.max is a
+ * hard cap: runtime is charged to the cgroup's period at every tick and
+ * when a task stops; once over quota the running slice is cut and the
+ * cgroup's tasks park (FIFO) in THROTTLED_DSQ until the period ends, when
+ * dispatch (or a 2 ms timer, armed only while tasks are parked) moves
+ * them back. A lost update of next_unthrottle costs at most 20 ms: the
+ * parked queue is rescanned that often regardless.
  *
  * Starvation
  * ----------
- * Two bounds keep every task moving, as the sched_ext watchdog demands
- * (it ejects a scheduler that leaves a runnable task waiting timeout_ms,
- * 10 s here): best-effort work as a whole gets a CPU every be_bound (see
- * dispatch above), and any single best-effort task that has waited over
- * be_starve (500 ms), however low its weight, is run out of vtime order
- * by rescue(), at most one task per 100 ms.
+ * The sched_ext watchdog ejects a scheduler that leaves a runnable task
+ * waiting timeout_ms (10 s here). Three bounds keep every task moving:
+ * best-effort work gets each CPU every be_bound (above); pinned tasks are
+ * keyed by enqueue time in their CPU's queue; and any best-effort task
+ * that has waited over be_starve (500 ms), however low its weight, is run
+ * out of vtime order by rescue(), one per domain per 100 ms.
  *
- * Accounting
- * ----------
- * Wakeup-to-run latency is measured from ops.runnable (or from being
- * preempted, ops.stopping with runnable) to ops.running and recorded with
- * slo_account.h into the same maps, with the same meaning, as the
- * observe-mode tracer (bpf/runqueue), so the slo collector reads both
- * modes with one code path.
+ * Accounting and the overload bit
+ * -------------------------------
+ * A wait starts when the task is woken (ops.select_cpu runs on the waking
+ * CPU, before any IPI, so IPI delay counts) or preempted, and ends at
+ * ops.running, or at ops.quiescent if the task leaves without running.
+ * It is recorded with slo_account.h into the same maps, with the same
+ * meaning, as the observe-mode tracer (bpf/runqueue). The overload bit is
+ * also set at enqueue when the domain's SLO head is already past its
+ * deadline: the queue says "late" before the late task has run.
  */
 #include "sched_ext.h"
 #include "slo_account.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define SLO_DSQ		0
-#define BE_DSQ		1
-#define THROTTLED_DSQ	2
-
 #define MAX_CPUS	512
+#define MAX_DOMS	64
 #define NSEC_PER_USEC	1000ULL
 #define NSEC_PER_MSEC	1000000ULL
 #define USAGE_WINDOW_NS	(100 * NSEC_PER_MSEC)
 #define TIMER_PERIOD_NS	(2 * NSEC_PER_MSEC)
+#define UNTHROTTLE_RESCAN_NS (20 * NSEC_PER_MSEC)
+#define RESCUE_PERIOD_NS (100 * NSEC_PER_MSEC)
 #define BE_KEY		(~0ULL)	/* a running best-effort task is "infinitely late" */
 #define CLOCK_MONOTONIC	1
+#define PF_KTHREAD	0x00200000	/* include/linux/sched.h, unchanged since 2.6 */
+
+/* DSQ ids: one parking queue, two per domain, one per CPU for pinned tasks. */
+#define THROTTLED_DSQ	0
+#define SLO_DSQ(d)	(0x100ULL + (d))
+#define BE_DSQ(d)	(0x200ULL + (d))
+#define PIN_DSQ(c)	(0x1000ULL + (c))
 
 /* Tunables, set by the loader before load (rodata). */
 const volatile u64 be_slice_ns = 5 * NSEC_PER_MSEC;
 const volatile u64 be_bound_ns = 40 * NSEC_PER_MSEC;
+const volatile u64 be_guard_slice_ns = 1 * NSEC_PER_MSEC;
 const volatile u64 lag_max_ns = 20 * NSEC_PER_MSEC;
 const volatile u64 slo_slice_min_ns = 250 * NSEC_PER_USEC;
 const volatile u64 slo_slice_max_ns = 5 * NSEC_PER_MSEC;
 const volatile u64 be_starve_ns = 500 * NSEC_PER_MSEC;	/* see rescue() */
+
+/*
+ * Topology, filled by the loader from sysfs: the domain (LLC) of each
+ * CPU, and the CPUs of each domain as a slice of dom_cpus. The defaults
+ * (all zero, nr_doms 1) are one domain: correct anywhere, just unsharded.
+ */
+const volatile u32 nr_doms = 1;
+const volatile u32 cpu_dom[MAX_CPUS];
+const volatile u32 dom_first[MAX_DOMS];	/* index into dom_cpus */
+const volatile u32 dom_nr[MAX_DOMS];	/* 0: the domain lists every CPU (no topology) */
+const volatile u32 dom_cpus[MAX_CPUS];
 
 /*
  * Test-only: userspace sets it non-zero and the next tick calls
@@ -153,11 +188,9 @@ u64 exit_count SEC(".data.exit");
 char exit_reason[128] SEC(".data.exit");
 char exit_msg[1024] SEC(".data.exit");
 
-/* Scheduler state shared by all CPUs. */
-u64 be_vnow;		/* virtual time of BE_DSQ's head when last dispatched */
-u64 be_since;		/* best-effort work last started (or became queued) */
-u64 next_unthrottle;	/* earliest end of a throttled cgroup's period */
-u64 last_rescue;	/* last scan of BE_DSQ for starved tasks */
+/* Machine-wide state: only the cpu.max parking path touches it. */
+u64 next_unthrottle;	/* earliest end of a parked cgroup's period (a hint) */
+u64 last_unthrottle;	/* last scan of THROTTLED_DSQ */
 u64 timer_armed;	/* the unthrottle timer is pending */
 
 enum stat_idx {
@@ -168,12 +201,23 @@ enum stat_idx {
 	STAT_KICK_IDLE,		/* idle CPU woken for a queued task */
 	STAT_DISPATCH_SLO,	/* SLO task picked */
 	STAT_DISPATCH_BE,	/* best-effort task picked */
-	STAT_BE_BOUND,		/* best-effort picked over queued SLO work (be_bound hit) */
+	STAT_BE_BOUND,		/* best-effort picked over queued SLO work (its deadline came first) */
 	STAT_THROTTLE,		/* task parked because its cgroup hit cpu.max */
 	STAT_UNTHROTTLE,	/* parked task moved back after its period ended */
 	STAT_NO_CTX,		/* task or cgroup context missing (allocation failed) */
 	STAT_RESCUE,		/* best-effort task run out of vtime order: waited be_starve */
 	STAT_PREEMPT_LOCAL,	/* of STAT_KICK_PREEMPT: the victim was the waking CPU (no IPI) */
+	STAT_PINNED,		/* task allowed on one CPU queued in that CPU's queue */
+	STAT_KTHREAD,		/* per-CPU kthread sent to its CPU's local DSQ */
+	STAT_OVER_RESERVE,	/* SLO task queued as best-effort: its cgroup used its reserve */
+	STAT_STEAL,		/* task taken from another domain's queue */
+	STAT_BE_GUARD,		/* best-effort run protected: it had waited be_bound on this CPU */
+	STAT_KEEP_PREV,		/* nothing else to run: the previous task kept the CPU */
+	STAT_ENQ_LAST,		/* the CPU's last runnable task sent back to it */
+	STAT_REENQ,		/* task handed back by the kernel (its CPU was taken) */
+	STAT_EARLY_OVERLOAD,	/* overload bit set at enqueue: the queue head was already late */
+	STAT_HOTPLUG,		/* CPU went online or offline */
+	STAT_PIN_PREEMPT,	/* a pinned SLO task's own CPU kicked for it (never another CPU) */
 	STAT_NR,
 };
 
@@ -186,9 +230,12 @@ struct task_ctx {
 	u64 run_cgid;		/* cpu cgroup counted in nr_runnable */
 	u64 started;		/* ops.running timestamp, for charging runtime */
 	u64 bw_since;		/* runtime before this is charged to cpu.max already */
-	u64 queued_at;		/* when it last entered BE_DSQ */
+	u64 queued_at;		/* when it last entered a BE_DSQ */
 	u64 key;		/* deadline (SLO) or BE_KEY while running */
+	u64 vtime;		/* best-effort virtual time (never a deadline) */
+	u32 dom;		/* domain whose queue it last entered */
 	bool runnable;
+	bool ran_be;		/* its current or last run was as best-effort */
 };
 
 /* Per-cgroup scheduling state, keyed by cgroup id. */
@@ -199,8 +246,23 @@ struct cg_ctx {
 	u64 period_ns;
 	u64 period_start;
 	u64 period_used;
-	u64 usage;		/* decaying CPU use for the SLO penalty */
+	u64 usage;		/* decaying CPU use: SLO penalty and reserve */
 	u64 usage_stamp;
+};
+
+/* Per-CPU state other CPUs read (victim scans): one cache line each. */
+struct cpu_ctx {
+	u64 key;		/* deadline of what it runs; 0 idle, BE_KEY best-effort */
+	u64 be_last;		/* best-effort last started here, or last seen none waiting */
+	u64 guard;		/* the next best-effort task runs protected (be_bound hit) */
+	u64 pad[5];
+};
+
+/* Per-domain state. */
+struct dom_ctx {
+	u64 be_vnow;		/* virtual time of the BE head when last dispatched */
+	u64 last_rescue;	/* last scan of the BE queue for starved tasks */
+	u64 pad[6];
 };
 
 struct {
@@ -210,20 +272,33 @@ struct {
 	__type(value, struct task_ctx);
 } task_ctxs SEC(".maps");
 
+/*
+ * Sized for the busiest nodes (a cgroup per container, plus systemd's);
+ * not preallocated. A cgroup that finds it full still gets created, with
+ * default weight and no cpu.max enforcement, counted in no_ctx: mkdir
+ * must never fail because of us.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
 	__type(key, u64);
 	__type(value, struct cg_ctx);
 } cg_ctxs SEC(".maps");
 
-/* Deadline of the task each CPU runs; 0 when idle. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_CPUS);
 	__type(key, u32);
-	__type(value, u64);
-} cpu_keys SEC(".maps");
+	__type(value, struct cpu_ctx);
+} cpu_ctxs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_DOMS);
+	__type(key, u32);
+	__type(value, struct dom_ctx);
+} dom_ctxs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -251,6 +326,49 @@ static __always_inline void stat_inc(u32 idx)
 		(*c)++;
 }
 
+static __always_inline u64 min64(u64 a, u64 b) { return a < b ? a : b; }
+static __always_inline u64 max64(u64 a, u64 b) { return a > b ? a : b; }
+
+static __always_inline struct task_struct___scx *scx(struct task_struct *p)
+{
+	return (struct task_struct___scx *)p;
+}
+
+static __always_inline u32 nr_cpus(void)
+{
+	return min64(scx_bpf_nr_cpu_ids(), MAX_CPUS);
+}
+
+static __always_inline u32 dom_of(s32 cpu)
+{
+	u32 d;
+
+	if (cpu < 0 || cpu >= MAX_CPUS)
+		return 0;
+	d = cpu_dom[cpu];
+	return d < MAX_DOMS ? d : 0;
+}
+
+static __always_inline struct cpu_ctx *cpu_ctx_of(s32 cpu)
+{
+	u32 key = cpu;
+
+	return bpf_map_lookup_elem(&cpu_ctxs, &key);
+}
+
+static __always_inline struct dom_ctx *dom_ctx_of(u32 dom)
+{
+	return bpf_map_lookup_elem(&dom_ctxs, &dom);
+}
+
+/* SCX_ENQ_IMMED where the kernel has it (7.1+), else 0 (see the essay). */
+static __always_inline u64 enq_immed(void)
+{
+	if (bpf_core_enum_value_exists(enum scx_enq_flags___slo, SCX_ENQ_IMMED___slo))
+		return bpf_core_enum_value(enum scx_enq_flags___slo, SCX_ENQ_IMMED___slo);
+	return 0;
+}
+
 /* Start the unthrottle timer unless it is pending (see unthrottle_timer_fn). */
 static __always_inline void arm_unthrottle_timer(void)
 {
@@ -264,9 +382,17 @@ static __always_inline void arm_unthrottle_timer(void)
 		bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
 }
 
-static __always_inline struct task_struct___scx *scx(struct task_struct *p)
+/* next_unthrottle = min(next_unthrottle, at), without losing a racing update. */
+static __always_inline void note_unthrottle(u64 at)
 {
-	return (struct task_struct___scx *)p;
+	int i;
+
+	bpf_for(i, 0, 4) {
+		u64 old = next_unthrottle;
+
+		if (at >= old || __sync_val_compare_and_swap(&next_unthrottle, old, at) == old)
+			return;
+	}
 }
 
 /* The cgroup2 cgroup a task is in: what SLOs and latency stats key on. */
@@ -305,34 +431,49 @@ static __always_inline struct cg_ctx *cgctx_of(u64 cgid)
 	return c;
 }
 
+/* Per-CPU kernel threads can run nowhere else and must not wait long. */
+static __always_inline bool is_pcpu_kthread(struct task_struct *p)
+{
+	return (scx(p)->flags & PF_KTHREAD) && scx(p)->nr_cpus_allowed == 1;
+}
 
-static __always_inline u64 min64(u64 a, u64 b) { return a < b ? a : b; }
-static __always_inline u64 max64(u64 a, u64 b) { return a > b ? a : b; }
-
-/* Decay usage linearly over the window, then add what just ran. */
-static __always_inline void usage_charge(struct cg_ctx *c, u64 now, u64 ran)
+/* CPU use over the last window, decayed to now without writing it back. */
+static __always_inline u64 usage_at(const struct cg_ctx *c, u64 now)
 {
 	u64 elapsed = now - c->usage_stamp;
 
 	if (elapsed >= USAGE_WINDOW_NS)
-		c->usage = 0;
-	else
-		c->usage -= c->usage * elapsed / USAGE_WINDOW_NS;
+		return 0;
+	return c->usage - c->usage * elapsed / USAGE_WINDOW_NS;
+}
+
+/* Decay usage linearly over the window, then add what just ran. */
+static __always_inline void usage_charge(struct cg_ctx *c, u64 now, u64 ran)
+{
+	c->usage = usage_at(c, now) + ran;
 	c->usage_stamp = now;
-	c->usage += ran;
+}
+
+static __always_inline u32 importance_of(const struct slo_entry *slo)
+{
+	return slo->importance ? slo->importance : 100;
 }
 
 /* penalty = lag_max * (CPUs used over the window) * 100 / importance. */
-static __always_inline u64 penalty(u64 cgid, const struct slo_entry *slo)
+static __always_inline u64 penalty(const struct cg_ctx *sc, const struct slo_entry *slo, u64 now)
 {
-	struct cg_ctx *c = bpf_map_lookup_elem(&cg_ctxs, &cgid);
-	u32 imp = slo->importance ? slo->importance : 100;
-	u64 p;
+	u64 p = usage_at(sc, now) * 100 / importance_of(slo) *
+		(lag_max_ns / NSEC_PER_USEC) / (USAGE_WINDOW_NS / NSEC_PER_USEC);
 
-	if (!c)
-		return 0;
-	p = c->usage * 100 / imp * (lag_max_ns / NSEC_PER_USEC) / (USAGE_WINDOW_NS / NSEC_PER_USEC);
 	return min64(p, lag_max_ns);
+}
+
+/* An SLO cgroup past its reserve: nr_cpus * importance / 1000 CPUs, at least one. */
+static __always_inline bool over_reserve(const struct cg_ctx *sc, const struct slo_entry *slo, u64 now)
+{
+	u64 reserve = (u64)nr_cpus() * importance_of(slo) * USAGE_WINDOW_NS / 1000;
+
+	return usage_at(sc, now) >= max64(reserve, USAGE_WINDOW_NS);
 }
 
 static __always_inline u64 slo_slice(const struct slo_entry *slo)
@@ -376,75 +517,98 @@ static __always_inline void insert_vtime(struct task_struct *p, u64 dsq, u64 sli
 }
 
 /*
- * Best-effort virtual time. A task that slept is clamped so it banks at
- * most one slice of credit; a task that was runnable all along is not,
+ * Best-effort virtual time in the task's domain. A task that slept banks
+ * at most one slice of credit; one that stayed runnable is not clamped,
  * or a heavy cgroup's tasks would lose the credit their weight earned
- * whenever a light task (whose vtime moves in big steps) starts.
+ * whenever a light task (whose vtime moves in big steps) heads the queue.
  */
-static __always_inline u64 be_vtime(struct task_struct *p, bool slept)
+static __always_inline u64 be_vtime(struct task_ctx *t, u32 dom, bool slept)
 {
-	u64 floor = be_vnow - be_slice_ns;
-	s64 behind = (s64)(scx(p)->scx.dsq_vtime - floor);
+	struct dom_ctx *d = dom_ctx_of(dom);
+	u64 floor;
 
-	if (slept && behind < 0)
-		scx(p)->scx.dsq_vtime = floor;
-	return scx(p)->scx.dsq_vtime;
+	if (!d || !slept)
+		return t->vtime;
+	floor = d->be_vnow - be_slice_ns;
+	if ((s64)(t->vtime - floor) < 0)
+		t->vtime = floor;
+	return t->vtime;
 }
 
-struct victim_scan {
-	u64 latest;	/* latest deadline seen so far */
-	s32 cpu;	/* CPU running it, -1 if none later than the new deadline */
+/* Best candidate so far in a victim scan. */
+struct victim {
+	u64 deadline;	/* of the waking task: a victim must run something later */
+	u64 key;	/* the best victim's running deadline */
+	s32 cpu;	/* -1: none later than the new deadline */
+	u32 rank;	/* 2 the waking CPU, 1 its domain, 0 elsewhere */
 };
 
-static long scan_cpu(u64 i, void *data)
+static __always_inline void consider_victim(struct victim *v, struct task_struct *p, s32 cpu, u32 rank)
 {
-	struct victim_scan *v = data;
-	u32 key = i;
-	u64 *k = bpf_map_lookup_elem(&cpu_keys, &key);
+	struct cpu_ctx *cc;
 
-	if (k && *k > v->latest) {
-		v->latest = *k;
-		v->cpu = i;
-	}
-	return 0;
+	if (cpu < 0 || cpu >= MAX_CPUS || !bpf_cpumask_test_cpu(cpu, scx(p)->cpus_ptr))
+		return;
+	cc = cpu_ctx_of(cpu);
+	if (!cc || cc->key <= v->deadline)
+		return;
+	/* Later wins; among equals (several CPUs on best-effort work) the closer. */
+	if (v->cpu >= 0 && (cc->key < v->key || (cc->key == v->key && rank <= v->rank)))
+		return;
+	v->key = cc->key;
+	v->cpu = cpu;
+	v->rank = rank;
 }
 
 /*
- * Find the CPU running the latest deadline, if it is later than
- * `deadline`; -1 if none. Ties go to the current CPU (no IPI needed: the
- * wakeup usually arrives on the CPU the task last ran on). bpf_loop keeps
- * the verifier's cost independent of the CPU count.
+ * The CPU running the latest deadline later than `deadline` among those
+ * p may use, or -1: the waking CPU's domain first, the rest only if the
+ * domain has no victim. bpf_for keeps the verifier's cost flat in the
+ * CPU count; the scan touches one cache line per CPU of the domain.
  */
-static __always_inline s32 preempt_victim(u64 deadline)
+static __always_inline s32 preempt_victim(struct task_struct *p, u64 deadline)
 {
-	struct victim_scan v = { .latest = deadline, .cpu = -1 };
-	u32 self = bpf_get_smp_processor_id();
-	u64 *k;
+	s32 self = bpf_get_smp_processor_id();
+	u32 dom = dom_of(self), first = dom_first[dom], nr = dom_nr[dom];
+	struct victim v = { .deadline = deadline, .cpu = -1 };
+	int i;
 
-	bpf_loop(min64(scx_bpf_nr_cpu_ids(), MAX_CPUS), scan_cpu, &v, 0);
-	k = bpf_map_lookup_elem(&cpu_keys, &self);
-	if (v.cpu >= 0 && k && *k == v.latest)
-		v.cpu = self;
+	consider_victim(&v, p, self, 2);
+	if (v.cpu >= 0 && v.key == BE_KEY)
+		return v.cpu;
+	if (nr && first < MAX_CPUS) {
+		bpf_for(i, 0, nr) {
+			u32 idx = first + i;
+
+			if (idx >= MAX_CPUS)
+				break;
+			consider_victim(&v, p, dom_cpus[idx], 1);
+		}
+		if (v.cpu >= 0)
+			return v.cpu;
+	}
+	bpf_for(i, 0, nr_cpus()) {
+		if (nr && dom_of(i) == dom)
+			continue;
+		consider_victim(&v, p, i, 0);
+	}
 	return v.cpu;
 }
 
 /*
  * The victim will run a task due at `deadline` as soon as it switches;
- * say so now, or every wakeup of a burst (a thread waking its workers)
- * would pick the same victim until it gets round to switching, and pile
- * onto one CPU while another could take some. ops.running overwrites it
- * with what the CPU really runs.
+ * say so now, or every wakeup of a burst would pick the same victim.
+ * ops.running overwrites it with what the CPU really runs.
  */
 static __always_inline void claim_cpu(s32 cpu, u64 deadline)
 {
-	u32 key = cpu;
-	u64 *k = bpf_map_lookup_elem(&cpu_keys, &key);
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
 
-	if (k)
-		*k = deadline;
+	if (cc)
+		cc->key = deadline;
 }
 
-/* Wait bookkeeping mirrors bpf/runqueue: start at runnable/preempted, end at running. */
+/* Wait bookkeeping mirrors bpf/runqueue: start at wakeup/preemption, end at running. */
 static __always_inline void start_wait(struct task_struct *p, struct task_ctx *t, u64 now)
 {
 	struct cg_stats *s;
@@ -458,9 +622,22 @@ static __always_inline void start_wait(struct task_struct *p, struct task_ctx *t
 		__sync_fetch_and_add(&s->waiting, 1);
 }
 
+/* A wait that ends without the task running (it left, or was dequeued). */
+static __always_inline void cancel_wait(struct task_ctx *t)
+{
+	struct cg_stats *from;
+
+	if (!t->wait_since)
+		return;
+	t->wait_since = 0;
+	from = bpf_map_lookup_elem(&cgroup_stats, &t->wait_cgid);
+	if (from)
+		__sync_fetch_and_add(&from->waiting, -1);
+}
+
 static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, u64 now)
 {
-	struct cg_stats *s, *from;
+	struct cg_stats *s;
 	struct slo_entry *slo;
 	u64 lat, cgid;
 	u32 *bit;
@@ -469,10 +646,7 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
 	if (!t->wait_since)
 		return;
 	lat = now - t->wait_since;
-	t->wait_since = 0;
-	from = bpf_map_lookup_elem(&cgroup_stats, &t->wait_cgid);
-	if (from)
-		__sync_fetch_and_add(&from->waiting, -1);
+	cancel_wait(t);
 
 	cgid = task_cgid(p);
 	s = cg_stats_get(cgid);
@@ -490,124 +664,241 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
 		*bit = r;
 }
 
+/*
+ * The domain's SLO head has waited longer than its budget: its cgroup is
+ * late now, so raise its overload bit before the late task even runs
+ * (the miss-rate EWMAs, fed when it does run, decide when to clear it).
+ * The wait is compared with the budget, not the deadline, which the
+ * fairness penalty may push later than the budget allows.
+ */
+static __always_inline void flag_late_head(u64 dsq, u64 now)
+{
+	struct task_struct *head = scx_bpf_dsq_peek(dsq);
+	struct slo_entry *slo;
+	struct task_ctx *t;
+	u64 cgid;
+	u32 *bit;
+
+	if (!head)
+		return;
+	t = bpf_task_storage_get(&task_ctxs, head, NULL, 0);
+	if (!t || !t->wait_since)
+		return;
+	cgid = task_cgid(head);
+	slo = bpf_map_lookup_elem(&slos, &cgid);
+	if (!slo || now - t->wait_since <= slo->budget_ns)
+		return;
+	bit = bpf_map_lookup_elem(&overload, &slo->slot);
+	if (bit && !*bit) {
+		*bit = 1;
+		stat_inc(STAT_EARLY_OVERLOAD);
+	}
+}
+
 s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
+	u64 now = scx_bpf_now(), cgid, slice = be_slice_ns;
+	struct task_ctx *t = tctx_of(p);
 	bool is_idle = false;
-	s32 cpu;
-	u64 cgid, slice = be_slice_ns;
-	struct cg_ctx *c;
 	struct slo_entry *slo;
+	struct cg_ctx *c;
+	s32 cpu;
 
+	/* This runs on the waking CPU before any IPI: the wait starts now. */
+	if (t)
+		start_wait(p, t, now);
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (!is_idle)
 		return cpu;
 	c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
-	if (c && throttled(c, scx_bpf_now()))
+	if (c && throttled(c, now))
 		return cpu;	/* ops.enqueue parks it */
 	/* An idle CPU: run there now, whatever the task's class. */
 	cgid = task_cgid(p);
 	slo = bpf_map_lookup_elem(&slos, &cgid);
-	if (slo) {
-		struct task_ctx *t = tctx_of(p);
-
+	if (slo)
 		slice = slo_slice(slo);
-		if (t)
-			t->key = scx_bpf_now() + slo->budget_ns;
-	}
-	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slice, 0);
+	if (t)
+		t->key = slo ? now + slo->budget_ns : BE_KEY;
+	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slice, enq_immed());
 	stat_inc(STAT_DIRECT);
 	return cpu;
 }
 
 /*
- * No CPU is idle and an SLO task due at `deadline` is waking up on
- * `victim`'s account (see preempt_victim). If nothing queued is due
- * sooner, hand it to that CPU directly: its local DSQ with
- * SCX_ENQ_PREEMPT, which also cuts the running slice. Returns true if it
- * did; otherwise the caller queues the task and kicks the victim.
+ * No CPU is idle and an SLO task due at `deadline` takes the waking CPU
+ * (see preempt_victim). If nothing queued in its domain is due sooner,
+ * hand it over directly: the local DSQ with SCX_ENQ_PREEMPT, which also
+ * cuts the running slice. Returns true if it did.
  */
 static __always_inline bool preempt_direct(struct task_struct *p, s32 victim, u64 deadline, u64 slice)
 {
-	struct task_struct *head = scx_bpf_dsq_peek(SLO_DSQ);
+	struct task_struct *head = scx_bpf_dsq_peek(SLO_DSQ(dom_of(victim)));
 
 	if (head && (s64)(scx(head)->scx.dsq_vtime - deadline) <= 0)
 		return false;
 	if (!bpf_cpumask_test_cpu(victim, scx(p)->cpus_ptr))
 		return false;
-	return scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL_ON | victim, slice, SCX_ENQ_PREEMPT);
+	return scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL_ON | victim, slice, SCX_ENQ_PREEMPT | enq_immed());
+}
+
+/* Wake an idle CPU p may use, preferring domain `dom`; returns it or -1. */
+static __always_inline s32 kick_idle_for(struct task_struct *p)
+{
+	s32 cpu = scx_bpf_pick_idle_cpu(scx(p)->cpus_ptr, 0);
+
+	if (cpu >= 0) {
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+		stat_inc(STAT_KICK_IDLE);
+	}
+	return cpu;
+}
+
+/* A task allowed on one CPU: that CPU's queue, keyed for EDF against its domain. */
+static __always_inline void enqueue_pinned(struct task_struct *p, struct task_ctx *t, u64 key, u64 slice, bool slo)
+{
+	s32 cpu = scx_bpf_task_cpu(p);
+	struct cpu_ctx *cc;
+
+	insert_vtime(p, PIN_DSQ(cpu), slice, key);
+	stat_inc(STAT_PINNED);
+	if (scx_bpf_test_and_clear_cpu_idle(cpu)) {
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+		stat_inc(STAT_KICK_IDLE);
+		return;
+	}
+	cc = cpu_ctx_of(cpu);
+	if (slo && cc && cc->key > key) {
+		cc->key = key;
+		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+		stat_inc(STAT_PIN_PREEMPT);
+	}
+}
+
+static __always_inline void enqueue_slo(struct task_struct *p, struct task_ctx *t,
+					const struct slo_entry *slo, u64 deadline, u64 now)
+{
+	u64 slice = slo_slice(slo);
+	s32 self = bpf_get_smp_processor_id(), cpu, victim;
+
+	stat_inc(STAT_ENQ_SLO);
+	flag_late_head(SLO_DSQ(dom_of(scx_bpf_task_cpu(p))), now);
+	cpu = kick_idle_for(p);
+	if (cpu >= 0) {
+		insert_vtime(p, SLO_DSQ(dom_of(cpu)), slice, deadline);
+		return;
+	}
+	victim = preempt_victim(p, deadline);
+	if (victim < 0) {
+		insert_vtime(p, SLO_DSQ(dom_of(scx_bpf_task_cpu(p))), slice, deadline);
+		return;
+	}
+	stat_inc(STAT_KICK_PREEMPT);
+	claim_cpu(victim, deadline);
+	if (victim == self) {
+		stat_inc(STAT_PREEMPT_LOCAL);
+		if (preempt_direct(p, victim, deadline, slice))
+			return;
+	}
+	insert_vtime(p, SLO_DSQ(dom_of(victim)), slice, deadline);
+	scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
+}
+
+static __always_inline void enqueue_be(struct task_struct *p, struct task_ctx *t, u64 enq_flags, u64 now)
+{
+	s32 cpu = kick_idle_for(p);
+	u32 dom = dom_of(cpu >= 0 ? cpu : scx_bpf_task_cpu(p));
+	u64 vtime = scx(p)->scx.dsq_vtime;
+
+	stat_inc(STAT_ENQ_BE);
+	if (t) {
+		t->queued_at = now;
+		t->dom = dom;
+		vtime = be_vtime(t, dom, enq_flags & SCX_ENQ_WAKEUP);
+	}
+	insert_vtime(p, BE_DSQ(dom), be_slice_ns, vtime);
 }
 
 void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 {
-	u64 now = scx_bpf_now(), cgid = task_cgid(p), deadline;
+	u64 now = scx_bpf_now(), cgid = task_cgid(p);
 	struct slo_entry *slo = bpf_map_lookup_elem(&slos, &cgid);
 	struct cg_ctx *c = cgctx_of(task_cpu_cgid(p));
 	struct task_ctx *t = tctx_of(p);
-	s32 cpu, victim;
+	struct cg_ctx *sc = NULL;
+	u64 deadline = 0;
 
 	if (c && throttled(c, now)) {
-		insert_vtime(p, THROTTLED_DSQ, 0, now);
-		next_unthrottle = min64(next_unthrottle, c->period_start + c->period_ns);
+		/* FIFO: parking must not touch the task's virtual time. */
+		scx_bpf_dsq_insert___v2(p, THROTTLED_DSQ, 0, 0);
+		note_unthrottle(c->period_start + c->period_ns);
 		stat_inc(STAT_THROTTLE);
 		arm_unthrottle_timer();
 		return;
 	}
 	if (slo) {
-		deadline = now + slo->budget_ns + penalty(cgid, slo);
-		if (t)
-			t->key = deadline;
-		stat_inc(STAT_ENQ_SLO);
-		cpu = scx_bpf_pick_idle_cpu(scx(p)->cpus_ptr, 0);
-		if (cpu >= 0) {
-			insert_vtime(p, SLO_DSQ, slo_slice(slo), deadline);
-			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-			stat_inc(STAT_KICK_IDLE);
-			return;
+		sc = cgctx_of(cgid);
+		if (sc && over_reserve(sc, slo, now)) {
+			stat_inc(STAT_OVER_RESERVE);
+			slo = NULL;	/* best-effort until its use decays */
+		} else {
+			deadline = now + slo->budget_ns + (sc ? penalty(sc, slo, now) : 0);
 		}
-		victim = preempt_victim(deadline);
-		if (victim >= 0) {
-			stat_inc(STAT_KICK_PREEMPT);
-			if (victim == bpf_get_smp_processor_id())
-				stat_inc(STAT_PREEMPT_LOCAL);
-			claim_cpu(victim, deadline);
-			if (victim == bpf_get_smp_processor_id() &&
-			    preempt_direct(p, victim, deadline, slo_slice(slo)))
-				return;
-		}
-		insert_vtime(p, SLO_DSQ, slo_slice(slo), deadline);
-		if (victim >= 0)
-			scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
+	}
+	if (t)
+		t->key = slo ? deadline : BE_KEY;
+	if (enq_flags & SCX_ENQ_REENQ) {
+		/* Its CPU was taken (RT, deadline, hotplug): queue it, never local again. */
+		stat_inc(STAT_REENQ);
+	} else if (enq_flags & SCX_ENQ_LAST) {
+		/* Nothing else wants this CPU: keep running, no trip through the queues. */
+		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slo ? slo_slice(slo) : be_slice_ns, enq_immed());
+		stat_inc(STAT_ENQ_LAST);
 		return;
-	} else {
-		if (!scx_bpf_dsq_nr_queued(BE_DSQ))
-			be_since = now;	/* the bound counts from when BE work appears */
-		if (t)
-			t->queued_at = now;
-		insert_vtime(p, BE_DSQ, be_slice_ns, be_vtime(p, enq_flags & SCX_ENQ_WAKEUP));
-		stat_inc(STAT_ENQ_BE);
+	} else if (is_pcpu_kthread(p)) {
+		/* No SCX_ENQ_IMMED: it would bounce whenever the CPU is busy. */
+		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, be_slice_ns, 0);
+		stat_inc(STAT_KTHREAD);
+		return;
 	}
-
-	cpu = scx_bpf_pick_idle_cpu(scx(p)->cpus_ptr, 0);
-	if (cpu >= 0) {
-		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-		stat_inc(STAT_KICK_IDLE);
+	if (scx(p)->nr_cpus_allowed == 1) {
+		if (is_pcpu_kthread(p))	/* handed back: first in its CPU's queue */
+			enqueue_pinned(p, t, now, be_slice_ns, false);
+		else if (slo)
+			enqueue_pinned(p, t, deadline, slo_slice(slo), true);
+		else
+			enqueue_pinned(p, t, now + be_bound_ns, be_slice_ns, false);
+		return;
 	}
+	if (slo)
+		enqueue_slo(p, t, slo, deadline, now);
+	else
+		enqueue_be(p, t, enq_flags, now);
 }
 
-/* Move parked tasks whose cgroup's cpu.max period has ended back to their queue. */
+/*
+ * Move parked tasks whose cgroup's cpu.max period has ended back to a
+ * queue. Scans when the earliest period end has come, and every
+ * UNTHROTTLE_RESCAN_NS regardless (next_unthrottle is only a hint).
+ */
 static __always_inline void unthrottle(u64 now)
 {
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p;
 	u64 next = ~0ULL;
 
-	if (now < next_unthrottle || !scx_bpf_dsq_nr_queued(THROTTLED_DSQ))
+	if (!scx_bpf_dsq_nr_queued(THROTTLED_DSQ))
 		return;
-	next_unthrottle = ~0ULL;
+	if (now < next_unthrottle && now - last_unthrottle < UNTHROTTLE_RESCAN_NS)
+		return;
+	last_unthrottle = now;
+	__sync_lock_test_and_set(&next_unthrottle, ~0ULL);
 	bpf_iter_scx_dsq_new(&it, THROTTLED_DSQ, 0);
 	while ((p = bpf_iter_scx_dsq_next(&it))) {
 		struct cg_ctx *c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
+		struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
 		u64 cgid = task_cgid(p);
+		u32 dom = dom_of(scx_bpf_task_cpu(p));
 		struct slo_entry *slo;
 
 		if (c && throttled(c, now)) {
@@ -617,39 +908,36 @@ static __always_inline void unthrottle(u64 now)
 		slo = bpf_map_lookup_elem(&slos, &cgid);
 		if (slo) {
 			scx_bpf_dsq_move_set_vtime(&it, now + slo->budget_ns);
-			scx_bpf_dsq_move_vtime(&it, p, SLO_DSQ, 0);
+			scx_bpf_dsq_move_vtime(&it, p, SLO_DSQ(dom), 0);
+		} else if (t) {
+			t->queued_at = now;
+			t->dom = dom;
+			scx_bpf_dsq_move_set_vtime(&it, be_vtime(t, dom, true));
+			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
 		} else {
-			scx_bpf_dsq_move_set_vtime(&it, be_vtime(p, true));
-			struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
-
-			if (t)
-				t->queued_at = now;
-			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ, 0);
+			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
 		}
 		stat_inc(STAT_UNTHROTTLE);
 	}
 	bpf_iter_scx_dsq_destroy(&it);
-	next_unthrottle = min64(next_unthrottle, next);
+	note_unthrottle(next);
 }
 
 /*
  * Virtual time alone cannot bound a best-effort task's wait: a nice 19
  * task (weight 1) among a hundred nice 0 ones may wait longer than the
- * sched_ext watchdog allows (timeout_ms), and the kernel would eject us.
- * So every 100 ms one dispatching CPU scans BE_DSQ and runs, out of
- * order, the task that has waited longest, if that is over be_starve
- * (500 ms). Every
- * best-effort task thus gets a slice at least about every be_starve,
- * whatever its weight; with many starving tasks, one per 100 ms.
+ * sched_ext watchdog allows, and the kernel would eject us. So every
+ * 100 ms one dispatching CPU per domain runs, out of order, the task of
+ * its BE queue that has waited longest, if that is over be_starve.
  */
-/* Oldest queued_at among BE_DSQ tasks allowed on `cpu`; ~0 if none. */
-static __always_inline u64 oldest_be_wait(s32 cpu)
+/* Oldest queued_at among the domain's BE tasks allowed on `cpu`; ~0 if none. */
+static __always_inline u64 oldest_be_wait(u32 dom, s32 cpu)
 {
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p;
 	u64 oldest = ~0ULL;
 
-	bpf_iter_scx_dsq_new(&it, BE_DSQ, 0);
+	bpf_iter_scx_dsq_new(&it, BE_DSQ(dom), 0);
 	while ((p = bpf_iter_scx_dsq_next(&it))) {
 		struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
 
@@ -660,25 +948,22 @@ static __always_inline u64 oldest_be_wait(s32 cpu)
 	return oldest;
 }
 
-static __always_inline bool rescue(s32 cpu, u64 now)
+static __always_inline bool rescue(u32 dom, s32 cpu, u64 now)
 {
+	struct dom_ctx *d = dom_ctx_of(dom);
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p;
 	bool moved = false;
 	u64 oldest;
 
-	if (now - last_rescue < 100 * NSEC_PER_MSEC)
+	if (!d || now - d->last_rescue < RESCUE_PERIOD_NS)
 		return false;
-	last_rescue = now;
-	oldest = oldest_be_wait(cpu);
+	d->last_rescue = now;
+	oldest = oldest_be_wait(dom, cpu);
 	if (oldest == ~0ULL || now - oldest < be_starve_ns)
 		return false;
-	/*
-	 * Second pass: move the task that has waited longest to this CPU.
-	 * Only tasks allowed here count: moving a per-CPU kthread to another
-	 * CPU's local DSQ is a runtime error that ejects the scheduler.
-	 */
-	bpf_iter_scx_dsq_new(&it, BE_DSQ, 0);
+	/* Only tasks allowed here: moving one elsewhere is a runtime error. */
+	bpf_iter_scx_dsq_new(&it, BE_DSQ(dom), 0);
 	while ((p = bpf_iter_scx_dsq_next(&it))) {
 		struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
 
@@ -694,49 +979,107 @@ static __always_inline bool rescue(s32 cpu, u64 now)
 	return moved;
 }
 
+/* Deadline-ordered head of a queue, ~0 when empty. */
+static __always_inline u64 head_key(u64 dsq)
+{
+	struct task_struct *head = scx_bpf_dsq_peek(dsq);
+
+	return head ? scx(head)->scx.dsq_vtime : ~0ULL;
+}
+
+static __always_inline bool run_be(u32 dom, struct cpu_ctx *cc, bool guard)
+{
+	struct dom_ctx *d = dom_ctx_of(dom);
+	struct task_struct *be = scx_bpf_dsq_peek(BE_DSQ(dom));
+
+	/*
+	 * be_vnow follows the head of the BE queue, the least-served task,
+	 * so tasks run out of vtime order (rescued, sent straight to an idle
+	 * CPU, or stolen) cannot drag it ahead.
+	 */
+	if (d && be && (s64)(scx(be)->scx.dsq_vtime - d->be_vnow) > 0)
+		d->be_vnow = scx(be)->scx.dsq_vtime;
+	cc->guard = guard;
+	if (scx_bpf_dsq_move_to_local___v2(BE_DSQ(dom), 0)) {
+		stat_inc(guard ? STAT_BE_GUARD : STAT_DISPATCH_BE);
+		return true;
+	}
+	cc->guard = 0;
+	return false;
+}
+
+/* Take work from the other domains, latency work first. */
+static __always_inline bool steal(u32 dom)
+{
+	u32 n = nr_doms < MAX_DOMS ? nr_doms : MAX_DOMS;
+	int i;
+
+	bpf_for(i, 1, n) {
+		u32 o = (dom + i) % n;
+
+		if (scx_bpf_dsq_move_to_local___v2(SLO_DSQ(o), 0) ||
+		    scx_bpf_dsq_move_to_local___v2(BE_DSQ(o), 0)) {
+			stat_inc(STAT_STEAL);
+			return true;
+		}
+	}
+	return false;
+}
+
 void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 {
-	u64 now = scx_bpf_now();
-	struct task_struct *head;
+	u64 now = scx_bpf_now(), kp, ks, kb = ~0ULL;
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+	u32 dom = dom_of(cpu);
 	bool be_waiting;
 
-	unthrottle(now);
-	if (rescue(cpu, now))
+	if (!cc)
 		return;
-	be_waiting = scx_bpf_dsq_nr_queued(BE_DSQ) > 0;
-	head = scx_bpf_dsq_peek(SLO_DSQ);
-	if (head) {
-		u64 dl = scx(head)->scx.dsq_vtime;
-
-		if (!be_waiting || (s64)(dl - (be_since + be_bound_ns)) <= 0) {
-			if (scx_bpf_dsq_move_to_local___v2(SLO_DSQ, 0)) {
-				stat_inc(STAT_DISPATCH_SLO);
-				return;
-			}
-		} else {
-			stat_inc(STAT_BE_BOUND);
-		}
+	unthrottle(now);
+	if (rescue(dom, cpu, now))
+		return;
+	kp = head_key(PIN_DSQ(cpu));
+	ks = head_key(SLO_DSQ(dom));
+	be_waiting = scx_bpf_dsq_nr_queued(BE_DSQ(dom)) > 0;
+	if (!be_waiting)
+		cc->be_last = now;	/* the bound counts from when BE work appears */
+	else
+		kb = cc->be_last + be_bound_ns;
+	/* Best-effort work waited be_bound on this CPU: it goes now, protected. */
+	if (be_waiting && (s64)(now - kb) >= 0 && run_be(dom, cc, true))
+		return;
+	if (kp <= ks && kp <= kb && kp != ~0ULL &&
+	    scx_bpf_dsq_move_to_local___v2(PIN_DSQ(cpu), 0)) {
+		stat_inc(STAT_DISPATCH_SLO);
+		return;
+	}
+	if (ks <= kb && ks != ~0ULL && scx_bpf_dsq_move_to_local___v2(SLO_DSQ(dom), 0)) {
+		stat_inc(STAT_DISPATCH_SLO);
+		return;
 	}
 	if (be_waiting) {
-		/*
-		 * be_vnow follows the head of BE_DSQ, the least-served task,
-		 * so tasks run out of vtime order (rescued, or sent straight to
-		 * an idle CPU) cannot drag it ahead and push every waking
-		 * task behind them.
-		 */
-		struct task_struct *be = scx_bpf_dsq_peek(BE_DSQ);
-
-		if (be && (s64)(scx(be)->scx.dsq_vtime - be_vnow) > 0)
-			be_vnow = scx(be)->scx.dsq_vtime;
-		if (scx_bpf_dsq_move_to_local___v2(BE_DSQ, 0)) {
-			be_since = now;
-			stat_inc(STAT_DISPATCH_BE);
+		if (ks != ~0ULL)
+			stat_inc(STAT_BE_BOUND);
+		if (run_be(dom, cc, false))
 			return;
+	}
+	/* The order above can miss work that raced in: try everything once more. */
+	if (scx_bpf_dsq_move_to_local___v2(PIN_DSQ(cpu), 0) ||
+	    scx_bpf_dsq_move_to_local___v2(SLO_DSQ(dom), 0)) {
+		stat_inc(STAT_DISPATCH_SLO);
+		return;
+	}
+	if (steal(dom))
+		return;
+	/* Nothing else to run: the previous task keeps the CPU with a fresh slice. */
+	if (prev && (scx(prev)->scx.flags & SCX_TASK_QUEUED)) {
+		struct cg_ctx *c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(prev) });
+
+		if (!c || !throttled(c, now)) {
+			scx(prev)->scx.slice = be_slice_ns;
+			stat_inc(STAT_KEEP_PREV);
 		}
 	}
-	/* BE_DSQ drained under us: fall back to latency work if any. */
-	if (head && scx_bpf_dsq_move_to_local___v2(SLO_DSQ, 0))
-		stat_inc(STAT_DISPATCH_SLO);
 }
 
 void BPF_STRUCT_OPS(slo_tick, struct task_struct *p)
@@ -788,40 +1131,49 @@ void BPF_STRUCT_OPS(slo_runnable, struct task_struct *p, u64 enq_flags)
  * ops.running and ops.stopping run under the task's rq lock but not
  * always on its CPU (a property change of a running task, such as its
  * affinity, stops and restarts it from the CPU making the change), so
- * cpu_keys is indexed by the task's CPU.
+ * per-CPU state is indexed by the task's CPU.
  */
 void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 {
 	u64 now = scx_bpf_now(), cgid = task_cgid(p);
 	struct task_ctx *t = tctx_of(p);
-	u32 cpu = scx_bpf_task_cpu(p);
-	u64 *key = bpf_map_lookup_elem(&cpu_keys, &cpu);
-	bool is_slo = bpf_map_lookup_elem(&slos, &cgid) != NULL;
+	struct cpu_ctx *cc = cpu_ctx_of(scx_bpf_task_cpu(p));
+	struct slo_entry *slo = bpf_map_lookup_elem(&slos, &cgid);
 
 	if (!t)
 		return;
 	t->started = now;
 	t->bw_since = now;
 	end_wait(p, t, now);
-	if (!is_slo) {
+	/* Queued as best-effort (no SLO, or over its reserve: see slo_enqueue). */
+	t->ran_be = !slo || t->key == BE_KEY;
+	if (t->ran_be) {
 		t->key = BE_KEY;
-		be_since = now;
+		if (cc) {
+			cc->be_last = now;
+			if (cc->guard) {
+				/* Protected: no SLO wakeup (all due later than now) preempts it. */
+				t->key = now;
+				cc->guard = 0;
+				if (scx(p)->scx.slice > be_guard_slice_ns)
+					scx(p)->scx.slice = be_guard_slice_ns;
+			}
+		}
 	}
-	if (key)
-		*key = t->key;
+	if (cc)
+		cc->key = t->key;
 }
 
 void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 {
 	u64 now = scx_bpf_now(), ran, cgid = task_cgid(p);
 	struct task_ctx *t = tctx_of(p);
-	u32 cpu = scx_bpf_task_cpu(p);
-	u64 *key = bpf_map_lookup_elem(&cpu_keys, &cpu);
+	struct cpu_ctx *cc = cpu_ctx_of(scx_bpf_task_cpu(p));
 	struct cg_ctx *c, *sc;
 	u64 w;
 
-	if (key)
-		*key = 0;
+	if (cc)
+		cc->key = 0;
 	if (!t)
 		return;
 	ran = now - t->started;
@@ -829,14 +1181,14 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 	if (c) {
 		if (c->quota_ns)
 			bw_charge(c, t, now);
-		if (!bpf_map_lookup_elem(&slos, &cgid)) {
+		if (t->ran_be) {
 			/* The cgroup's weight is shared by its runnable tasks. */
 			s32 nr = c->nr_runnable;
 
 			nr = nr < 1 ? 1 : (nr > 1024 ? 1024 : nr);
 			w = (u64)c->weight * scx(p)->scx.weight / 100;
 			w = w ? w : 1;
-			scx(p)->scx.dsq_vtime += ran * 100 * nr / w;
+			t->vtime += ran * 100 * nr / w;
 		}
 	}
 	sc = bpf_map_lookup_elem(&slos, &cgid) ? cgctx_of(cgid) : NULL;
@@ -851,7 +1203,10 @@ void BPF_STRUCT_OPS(slo_quiescent, struct task_struct *p, u64 deq_flags)
 	struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
 	struct cg_ctx *c;
 
-	if (!t || !t->runnable)
+	if (!t)
+		return;
+	cancel_wait(t);	/* it leaves without running: no wait to charge */
+	if (!t->runnable)
 		return;
 	t->runnable = false;
 	c = bpf_map_lookup_elem(&cg_ctxs, &t->run_cgid);
@@ -861,9 +1216,14 @@ void BPF_STRUCT_OPS(slo_quiescent, struct task_struct *p, u64 deq_flags)
 
 s32 BPF_STRUCT_OPS(slo_init_task, struct task_struct *p, void *args)
 {
+	struct task_ctx *t = tctx_of(p);
+	struct dom_ctx *d = dom_ctx_of(0);
+
+	if (!t)
+		return -12; /* -ENOMEM */
 	/* Start new tasks at the current virtual time, not at 0. */
-	scx(p)->scx.dsq_vtime = be_vnow;
-	return tctx_of(p) ? 0 : -12; /* -ENOMEM */
+	t->vtime = d ? d->be_vnow : 0;
+	return 0;
 }
 
 static __always_inline void set_bandwidth(struct cg_ctx *c, u64 period_us, u64 quota_us)
@@ -879,12 +1239,12 @@ static __always_inline void set_bandwidth(struct cg_ctx *c, u64 period_us, u64 q
 
 s32 BPF_STRUCT_OPS(slo_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
-	u64 cgid = cgrp->kn->id;
-	struct cg_ctx *c = cgctx_of(cgid);
+	struct cg_ctx *c = cgctx_of(cgrp->kn->id);
 
-	/* Update in place: tasks may already count in nr_runnable. */
+	/* Full map: the cgroup runs with defaults (counted in no_ctx), mkdir still succeeds. */
 	if (!c)
-		return -12; /* -ENOMEM */
+		return 0;
+	/* Update in place: tasks may already count in nr_runnable. */
 	c->weight = args->weight ? args->weight : 100;
 	set_bandwidth(c, args->bw_period_us, args->bw_quota_us);
 	return 0;
@@ -914,6 +1274,31 @@ void BPF_STRUCT_OPS(slo_cgroup_set_bandwidth, struct cgroup *cgrp, u64 period_us
 		set_bandwidth(c, period_us, quota_us);
 }
 
+/*
+ * Hotplug: implementing these keeps the kernel from ejecting us when a
+ * CPU comes or goes. Tasks pinned to a CPU that goes away have their
+ * affinity changed by the kernel, which dequeues and re-enqueues them.
+ */
+void BPF_STRUCT_OPS(slo_cpu_online, s32 cpu)
+{
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+
+	if (cc) {
+		cc->key = 0;
+		cc->be_last = scx_bpf_now();
+	}
+	stat_inc(STAT_HOTPLUG);
+}
+
+void BPF_STRUCT_OPS(slo_cpu_offline, s32 cpu)
+{
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+
+	if (cc)
+		cc->key = 0;	/* never a preemption victim while away */
+	stat_inc(STAT_HOTPLUG);
+}
+
 static long kick_idle(u64 i, void *data)
 {
 	scx_bpf_kick_cpu(i, SCX_KICK_IDLE);
@@ -921,20 +1306,20 @@ static long kick_idle(u64 i, void *data)
 }
 
 /*
- * Every 2 ms while tasks are parked: if a throttled cgroup's period
- * ended, wake idle CPUs to dispatch (busy CPUs move parked tasks back in
- * dispatch anyway). With nothing parked the timer stays off: a needless
- * interrupt every 2 ms costs idle power on real machines and, under
- * emulation, a switch between vCPUs.
+ * Every 2 ms while tasks are parked: if a throttled cgroup's period may
+ * have ended, wake idle CPUs to dispatch (busy CPUs move parked tasks
+ * back in dispatch anyway). With nothing parked the timer stays off.
  *
  * timer_armed is cleared before the queue is checked, and enqueue parks
  * a task before setting it, so one side always sees the other.
  */
 static int unthrottle_timer_fn(void *map, int *key, struct unthrottle_timer *ut)
 {
+	u64 now = scx_bpf_now();
+
 	__sync_lock_test_and_set(&timer_armed, 0);
-	if (scx_bpf_now() >= next_unthrottle)
-		bpf_loop(min64(scx_bpf_nr_cpu_ids(), MAX_CPUS), kick_idle, NULL, 0);
+	if (now >= next_unthrottle || now - last_unthrottle >= UNTHROTTLE_RESCAN_NS)
+		bpf_loop(nr_cpus(), kick_idle, NULL, 0);
 	if (scx_bpf_dsq_nr_queued(THROTTLED_DSQ) && !__sync_lock_test_and_set(&timer_armed, 1))
 		bpf_timer_start(&ut->timer, TIMER_PERIOD_NS, 0);
 	return 0;
@@ -942,17 +1327,24 @@ static int unthrottle_timer_fn(void *map, int *key, struct unthrottle_timer *ut)
 
 s32 BPF_STRUCT_OPS_SLEEPABLE(slo_init)
 {
-	u32 zero = 0;
+	u32 zero = 0, n = nr_doms < MAX_DOMS ? nr_doms : MAX_DOMS;
 	struct unthrottle_timer *ut;
 	s32 err;
+	int i;
 
 	next_unthrottle = ~0ULL;
-	if ((err = scx_bpf_create_dsq(SLO_DSQ, -1)))
-		return err;
-	if ((err = scx_bpf_create_dsq(BE_DSQ, -1)))
-		return err;
 	if ((err = scx_bpf_create_dsq(THROTTLED_DSQ, -1)))
 		return err;
+	bpf_for(i, 0, n) {
+		if ((err = scx_bpf_create_dsq(SLO_DSQ(i), -1)))
+			return err;
+		if ((err = scx_bpf_create_dsq(BE_DSQ(i), -1)))
+			return err;
+	}
+	bpf_for(i, 0, nr_cpus()) {
+		if ((err = scx_bpf_create_dsq(PIN_DSQ(i), -1)))
+			return err;
+	}
 	ut = bpf_map_lookup_elem(&timers, &zero);
 	if (!ut)
 		return -2; /* -ENOENT */
@@ -998,6 +1390,8 @@ struct sched_ext_ops scx_slo = {
 	.cgroup_exit		= (void *)slo_cgroup_exit,
 	.cgroup_set_weight	= (void *)slo_cgroup_set_weight,
 	.cgroup_set_bandwidth	= (void *)slo_cgroup_set_bandwidth,
+	.cpu_online		= (void *)slo_cpu_online,
+	.cpu_offline		= (void *)slo_cpu_offline,
 	.init			= (void *)slo_init,
 	.exit			= (void *)slo_exit,
 	/*

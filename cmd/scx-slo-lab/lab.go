@@ -53,6 +53,7 @@ type labFlags struct {
 	timeout      time.Duration
 	readyTimeout time.Duration
 	cpus         int
+	sockets      int
 	memoryMB     int
 	outDir       string
 	command      []string
@@ -88,6 +89,7 @@ func addLabGuestFlags(cmd *kingpin.CmdClause, f *labFlags) {
 	cmd.Flag("copy", "Copy HOST into the guest at GUEST; without :GUEST executables go to /usr/local/bin, other files to /root. Repeatable.").PlaceHolder("HOST[:GUEST]").StringsVar(&f.copies)
 	cmd.Flag("ready-timeout", "How long to wait for scx-slo to serve metrics (and enable the scheduler).").Default("2m").DurationVar(&f.readyTimeout)
 	cmd.Flag("cpus", "Guest vCPUs.").Default("2").IntVar(&f.cpus)
+	cmd.Flag("sockets", "Split the vCPUs evenly into this many sockets, each its own last-level cache.").Default("1").IntVar(&f.sockets)
 	cmd.Flag("memory", "Guest memory in MiB.").Default("2048").IntVar(&f.memoryMB)
 }
 
@@ -117,6 +119,9 @@ func labRun(f *labFlags, interactive bool) error {
 	if f.cpus < 1 || f.cpus > 64 {
 		return fmt.Errorf("--cpus=%d: want 1..64", f.cpus)
 	}
+	if f.sockets < 1 || f.sockets > f.cpus || f.cpus%f.sockets != 0 {
+		return fmt.Errorf("--sockets=%d: want 1..%d dividing --cpus=%d evenly", f.sockets, f.cpus, f.cpus)
+	}
 	if f.memoryMB < 256 {
 		return fmt.Errorf("--memory=%d: want at least 256 (MiB)", f.memoryMB)
 	}
@@ -142,6 +147,7 @@ func labRun(f *labFlags, interactive bool) error {
 	opts := lab.Options{
 		Kernel:      k,
 		CPUs:        f.cpus,
+		Sockets:     f.sockets,
 		MemoryMB:    f.memoryMB,
 		Timeout:     f.timeout,
 		Command:     []string{labGuestScript(f, command)},
@@ -150,7 +156,7 @@ func labRun(f *labFlags, interactive bool) error {
 		OutDir:      f.outDir,
 		Interactive: interactive,
 	}
-	fmt.Fprintf(os.Stderr, "lab: booting %s (%d vCPUs, %d MiB)\n", k.Release, f.cpus, f.memoryMB)
+	fmt.Fprintf(os.Stderr, "lab: booting %s (%d vCPUs in %d sockets, %d MiB)\n", k.Release, f.cpus, f.sockets, f.memoryMB)
 	res, err := lab.Run(ctx, opts)
 	if err != nil {
 		return err

@@ -15,14 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 func TestMain(m *testing.M) {
-	exportertest.RunWorkloadIfRequested()
+	workload.Main()
 	runBackendIfRequested()
 	os.Exit(m.Run())
 }
@@ -125,14 +125,7 @@ func setQuota(t *testing.T, cg *exportertest.Cgroups, p string, quota time.Durat
 			err = os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(us), 0)
 		}
 	}
-	if err != nil {
-		t.Skipf("cannot set a CPU quota on %s (no cpu controller?): %v", p, err)
-	}
-}
-
-func isBPFFS(dir string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(dir, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+	needs.Part(t, "a CPU quota (cpu controller) on "+p, err)
 }
 
 func writeAtomic(t *testing.T, p, s string) {
@@ -322,9 +315,7 @@ type shedLab struct {
 func newShedLab(t *testing.T, budget, target string) *shedLab {
 	t.Helper()
 	exportertest.RequireRoot(t)
-	if !isBPFFS("/sys/fs/bpf") {
-		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
-	}
+	needs.BPFFS(t, "/sys/fs/bpf")
 	l := &shedLab{cg: exportertest.NewCgroups(t, "auto")}
 	l.app = l.cg.Make(t, "app")
 	// Half a CPU: 2 ms a request makes about 250 requests/s at most.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // nginxConf is the configuration docs/shedding.md shows, with the test's
@@ -64,10 +65,7 @@ http {
 
 func startNginx(t *testing.T, upstream, admit string) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Skip("nginx is not installed (apt-get install nginx-light)")
-	}
+	bin := needs.Command(t, "nginx", "nginx-light")
 	dir := t.TempDir()
 	addr := exportertest.FreeAddr(t)
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", addr, "{{upstream}}", upstream, "{{admit}}", admit).Replace(nginxConf)
@@ -100,12 +98,8 @@ func TestNginxAuthRequest(t *testing.T) {
 		t.Skip("-short: runs the exporter")
 	}
 	exportertest.RequireRoot(t)
-	if !isBPFFS("/sys/fs/bpf") {
-		t.Skip("bpffs is not mounted at /sys/fs/bpf")
-	}
-	if _, err := exec.LookPath("nginx"); err != nil {
-		t.Skip("nginx is not installed (apt-get install nginx-light)")
-	}
+	needs.BPFFS(t, "/sys/fs/bpf")
+	needs.Command(t, "nginx", "nginx-light")
 	cg := exportertest.NewCgroups(t, "auto")
 	app := cg.Make(t, "app")
 	pins := fmt.Sprintf("/sys/fs/bpf/scx-slo-shed-nginx-%d", time.Now().UnixNano())

@@ -12,7 +12,6 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scx-slo/scx-slo/collector"
 	"github.com/scx-slo/scx-slo/enforcer"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -66,7 +65,7 @@ type enforcerState struct {
 // one (--enforce=false is the rollback). It never fails the exporter:
 // enforcement problems leave it observing, with the reason in logs, status
 // and metrics. onChange hears of every attach and detach.
-func newEnforcerState(f *enforceFlags, node *collector.Node, onChange func(slomaps.Maps, bool), logger log.Logger) *enforcerState {
+func newEnforcerState(f *enforceFlags, node *app, onChange func(slomaps.Maps, bool), logger log.Logger) *enforcerState {
 	e := &enforcerState{
 		requested:     f.on,
 		logger:        logger,
@@ -108,7 +107,7 @@ func newEnforcerState(f *enforceFlags, node *collector.Node, onChange func(sloma
 
 // incompatible lists why this kernel and hierarchy cannot run the
 // scheduler (nothing when they can).
-func incompatible(node *collector.Node, logger log.Logger) []string {
+func incompatible(node *app, logger log.Logger) []string {
 	capab, err := scxcap.Probe(node.ScxPaths)
 	if err != nil {
 		level.Warn(logger).Log("msg", "reading sched_ext state", "err", err)

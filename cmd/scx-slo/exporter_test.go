@@ -88,8 +88,6 @@ func testLatency(t *testing.T, mode string) {
 		if !exportertest.Eventually(ctx, 15*time.Second, func() bool { return overloaded() == 1 }) {
 			t.Fatalf("not overloaded under a 1ns budget")
 		}
-		hogs.Stop()
-		writeSLO(t, cfg, fmt.Sprintf("slos:\n  - cgroup: %s\n    latencyBudget: 10s\n    target: 0.9\n", ls))
 	} else {
 		target = 1 - (idleMiss+loadedMiss)/2
 		t.Logf("budget %v: probe misses %.1f%% alone, %.1f%% under hogs; target %.3f", budget, 100*idleMiss, 100*loadedMiss, target)
@@ -100,32 +98,18 @@ func testLatency(t *testing.T, mode string) {
 			d, _ := f.Value("scx_slo_deadlines_total", lsLabel)
 			t.Fatalf("probe cgroup not flagged overloaded under hogs (misses %v of %v)", m, d)
 		}
-		hogs.Stop()
 	}
+	// Clearing: stop the hogs and make every further wakeup meet its
+	// deadline (a budget nothing misses, whatever else this host runs),
+	// so the bit must clear as the miss-rate estimates decay: at most
+	// ~5,400 probe wakeups (bpf/include/slo_account.h), about 6 s.
+	hogs.Stop()
+	writeSLO(t, cfg, fmt.Sprintf("slos:\n  - cgroup: %s\n    latencyBudget: 10s\n    target: %.4f\n", ls, target))
 	if !exportertest.Eventually(ctx, 30*time.Second, func() bool { return overloaded() == 0 }) {
-		// Other load on the host (CI runs test packages in parallel) can
-		// keep the probe missing a small budget without the hogs. That
-		// is the bit working, not failing: check the recent miss rate,
-		// then lift the pressure with a budget nothing misses.
-		counts := func() (float64, float64) {
-			f := e.Scrape(t)
-			m, _ := f.Value("scx_slo_deadline_misses_total", lsLabel)
-			d, _ := f.Value("scx_slo_deadlines_total", lsLabel)
-			return m, d
-		}
-		m0, d0 := counts()
-		time.Sleep(3 * time.Second)
-		m1, d1 := counts()
-		recent := (m1 - m0) / max(d1-d0, 1)
-		allowed := 1 - target
-		if recent < allowed/4 {
-			t.Errorf("overload bit did not clear within 30s after the hogs stopped, though only %.1f%% of recent wakeups missed (allowed %.1f%%)", 100*recent, 100*allowed)
-		}
-		t.Logf("bit still set 30s after the hogs stopped: %.1f%% of recent wakeups missed (allowed %.1f%%), other host load; relaxing the budget", 100*recent, 100*allowed)
-		writeSLO(t, cfg, fmt.Sprintf("slos:\n  - cgroup: %s\n    latencyBudget: 10s\n    target: %.4f\n", ls, target))
-		if !exportertest.Eventually(ctx, 30*time.Second, func() bool { return overloaded() == 0 }) {
-			t.Errorf("overload bit did not clear within 30s of a budget nothing misses")
-		}
+		f := e.Scrape(t)
+		m, _ := f.Value("scx_slo_deadline_misses_total", lsLabel)
+		d, _ := f.Value("scx_slo_deadlines_total", lsLabel)
+		t.Errorf("overload bit did not clear within 30s once no wakeup missed (misses %v of %v)", m, d)
 	}
 	if m, _ := e.Scrape(t).Value("scx_slo_deadline_misses_total", lsLabel); m < 1 {
 		t.Errorf("no deadline misses counted")

@@ -4,10 +4,10 @@ import (
 	"os"
 	"testing"
 
-	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 func TestMain(m *testing.M) {
-	exportertest.RunWorkloadIfRequested()
+	workload.Main()
 	os.Exit(m.Run())
 }

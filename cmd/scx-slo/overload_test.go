@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/overload"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // TestOverloadPublished reads cgroups' overload bits the two ways readers
@@ -21,9 +20,7 @@ import (
 // busy, so the readers must find each cgroup's own slot.
 func TestOverloadPublished(t *testing.T) {
 	exportertest.RequireRoot(t)
-	if !isBPFFS("/sys/fs/bpf") {
-		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
-	}
+	needs.BPFFS(t, "/sys/fs/bpf")
 	cg := exportertest.NewCgroups(t, "auto")
 	var paths []string
 	for _, n := range []string{"a", "b", "c", "d"} {
@@ -134,9 +131,4 @@ func TestOverloadPublished(t *testing.T) {
 	if _, err := overload.Open(pins, 1); err == nil {
 		t.Errorf("pins left behind after the exporter stopped")
 	}
-}
-
-func isBPFFS(dir string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(dir, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }

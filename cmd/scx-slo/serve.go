@@ -100,6 +100,7 @@ func (c staticConfig) Run(ctx context.Context) error {
 
 type configSource interface {
 	collector.ConfigSource
+	Current() *sloconfig.Config
 	Subscribe() <-chan *sloconfig.Config
 	Run(ctx context.Context) error
 }
@@ -214,8 +215,8 @@ func newConfigSource(path string, hup <-chan os.Signal, logger log.Logger) (conf
 }
 
 // newNode loads the tracer when a collector or the enforcer needs it.
-func newNode(f *serveFlags, hier cgroupfs.Hierarchy, cfg configSource, logger log.Logger) (*collector.Node, func(), error) {
-	node := &collector.Node{
+func newNode(f *serveFlags, hier cgroupfs.Hierarchy, cfg configSource, logger log.Logger) (*app, func(), error) {
+	node := &app{
 		Hierarchy: hier,
 		Config:    cfg,
 		ScxPaths:  scxcap.Paths{SchedExt: filepath.Join(f.sysfs, "kernel/sched_ext"), BTF: filepath.Join(f.sysfs, "kernel/btf/vmlinux")},
@@ -247,7 +248,7 @@ func newKicker() (kick func(), kicked <-chan struct{}) {
 // newSyncer writes the SLO config into every program's maps (the
 // tracer's and, while attached, the scheduler's) and runs a first sync so
 // the maps are filled before the scheduler attaches.
-func newSyncer(f *serveFlags, node *collector.Node, enf *enforcerState, cfg configSource, logger log.Logger) *slosync.Syncer {
+func newSyncer(f *serveFlags, node *app, enf *enforcerState, cfg configSource, logger log.Logger) *slosync.Syncer {
 	targets := func() []slomaps.Maps {
 		var out []slomaps.Maps
 		if node.Tracer != nil {
@@ -288,8 +289,8 @@ func applyConfigs(ctx context.Context, cfg configSource, kick func(), logger log
 	}
 }
 
-func newRegistry(f *serveFlags, node *collector.Node, enf *enforcerState, logger log.Logger) (*prometheus.Registry, error) {
-	exp, err := collector.New(node)
+func newRegistry(f *serveFlags, node *app, enf *enforcerState, logger log.Logger) (*prometheus.Registry, error) {
+	exp, err := collector.New(node.collectorSources(), logger)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +307,9 @@ func newRegistry(f *serveFlags, node *collector.Node, enf *enforcerState, logger
 // served delivers ListenAndServe's result.
 func startHTTP(f *serveFlags, reg *prometheus.Registry, status *statusSource, logger log.Logger) (*http.Server, <-chan error) {
 	mux := http.NewServeMux()
-	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, Registry: reg}))
+	// ContinueOnError: a series the registry rejects costs that series
+	// (logged), not the whole scrape.
+	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: stdLogger{logger}, ErrorHandling: promhttp.ContinueOnError, Registry: reg}))
 	mux.HandleFunc("/status", status.serveJSON)
 	mux.HandleFunc("/overload", status.serveOverload)
 	mux.HandleFunc("/", status.serveLanding(f.metricsPath))
@@ -336,7 +339,7 @@ func newPublisher(dir string, logger log.Logger) *overload.Publisher {
 // authoritative maps, the tracer judges only while the scheduler does
 // not, and the SLO sync runs at once into new maps.
 type modeFollower struct {
-	node   *collector.Node
+	node   *app
 	pub    *overload.Publisher // nil: not publishing
 	kick   func()
 	logger log.Logger

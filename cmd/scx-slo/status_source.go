@@ -19,13 +19,13 @@ import (
 
 // statusSource builds the node summary for /status and the landing page.
 type statusSource struct {
-	node   *collector.Node
+	node   *app
 	enf    *enforcerState
 	cfg    collector.ConfigSource
 	window *nodestatus.Window
 }
 
-func newStatusSource(node *collector.Node, enf *enforcerState, cfg collector.ConfigSource) *statusSource {
+func newStatusSource(node *app, enf *enforcerState, cfg collector.ConfigSource) *statusSource {
 	return &statusSource{node: node, enf: enf, cfg: cfg, window: &nodestatus.Window{Span: 30 * time.Second}}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
@@ -24,24 +25,35 @@ func TestStatusCommand(t *testing.T) {
 	e := exportertest.Start(t, "--slo.config-file="+cfg)
 	w := cg.StartWorkload(t, ls, "probe", 1)
 	defer w.Stop()
-	time.Sleep(1500 * time.Millisecond)
 
-	out, err := exec.Command(exportertest.Binary(t), "status", "--address", e.Addr, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("status -o json: %v", err)
+	// status -o json, and the row for ls in it (nil until the first walk
+	// that sees ls).
+	read := func() (nodestatus.Status, *nodestatus.Cgroup) {
+		t.Helper()
+		out, err := exec.Command(exportertest.Binary(t), "status", "--address", e.Addr, "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("status -o json: %v", err)
+		}
+		var st nodestatus.Status
+		if err := json.Unmarshal(out, &st); err != nil {
+			t.Fatalf("status JSON: %v\n%s", err, out)
+		}
+		for i := range st.Cgroups {
+			if st.Cgroups[i].Path == ls {
+				return st, &st.Cgroups[i]
+			}
+		}
+		return st, nil
 	}
+	// Wait until the probe has run a few hundred times (1 ms period).
 	var st nodestatus.Status
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("status JSON: %v\n%s", err, out)
-	}
+	var row *nodestatus.Cgroup
+	exportertest.Eventually(context.Background(), 20*time.Second, func() bool {
+		st, row = read()
+		return row != nil && row.Wakeups >= 300
+	})
 	if st.Mode != "observe" || st.KernelRelease == "" {
 		t.Errorf("mode %q kernel %q", st.Mode, st.KernelRelease)
-	}
-	var row *nodestatus.Cgroup
-	for i := range st.Cgroups {
-		if st.Cgroups[i].Path == ls {
-			row = &st.Cgroups[i]
-		}
 	}
 	if row == nil {
 		t.Fatalf("no row for %s in %+v", ls, st.Cgroups)
@@ -65,7 +77,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	// No exporter: a clear error, not a hang.
-	out, err = exec.Command(exportertest.Binary(t), "status", "--address", exportertest.FreeAddr(t), "--timeout", "2s").CombinedOutput()
+	out, err := exec.Command(exportertest.Binary(t), "status", "--address", exportertest.FreeAddr(t), "--timeout", "2s").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "is `scx-slo` running?") {
 		t.Errorf("status without exporter: err %v, output %s", err, out)
 	}

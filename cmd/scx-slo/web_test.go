@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +23,8 @@ import (
 )
 
 // TestWebConfigTLSAndBasicAuth starts the exporter with a real
-// --web.config.file and checks TLS is served and credentials are required.
+// --web.config.file and checks that every path it serves (metrics,
+// status, overload, the landing page) needs TLS and credentials.
 func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 	exportertest.RequireRoot(t)
 	dir := t.TempDir()
@@ -39,34 +42,43 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 	e.WaitReady(t, "https")
 	e.Client = exportertest.InsecureTLS()
 
-	get := func(user, pass string) int {
-		req, _ := http.NewRequest("GET", e.URL+"/metrics", nil)
+	get := func(path, user, pass string) (int, string) {
+		req, _ := http.NewRequest("GET", e.URL+path, nil)
 		if user != "" {
 			req.SetBasicAuth(user, pass)
 		}
 		resp, err := e.Client.Do(req)
 		if err != nil {
-			t.Fatalf("GET /metrics: %v\n%s", err, e.Log())
+			t.Fatalf("GET %s: %v\n%s", path, err, e.Log())
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
-	if code := get("", ""); code != http.StatusUnauthorized {
-		t.Errorf("no credentials: status %d, want 401", code)
-	}
-	if code := get("prom", "wrong"); code != http.StatusUnauthorized {
-		t.Errorf("wrong password: status %d, want 401", code)
-	}
-	if code := get("prom", "s3cret"); code != http.StatusOK {
-		t.Errorf("right credentials: status %d, want 200", code)
-	}
-	// Plain HTTP on the TLS port gets no metrics.
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + e.Addr + "/metrics")
-	if err == nil {
-		if resp.StatusCode == http.StatusOK {
-			t.Errorf("plain HTTP served metrics on a TLS listener")
+	// What each path serves once authenticated, to tell it from an error page.
+	for path, want := range map[string]string{
+		"/metrics":  "scx_slo_build_info",
+		"/status":   `"mode"`,
+		"/overload": "null", // no SLO config: no cgroups, but the state is known
+		"/":         "scx-slo",
+	} {
+		if code, _ := get(path, "", ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without credentials: status %d, want 401", path, code)
 		}
-		resp.Body.Close()
+		if code, _ := get(path, "prom", "wrong"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong password: status %d, want 401", path, code)
+		}
+		if code, body := get(path, "prom", "s3cret"); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("%s with the right credentials: status %d, body lacks %q:\n%.300s", path, code, want, body)
+		}
+		// Plain HTTP on the TLS port serves nothing.
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + e.Addr + path)
+		if err == nil {
+			if resp.StatusCode == http.StatusOK {
+				t.Errorf("plain HTTP served %s on a TLS listener", path)
+			}
+			resp.Body.Close()
+		}
 	}
 }
 

@@ -9,20 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 func TestMain(m *testing.M) {
-	exportertest.RunWorkloadIfRequested()
+	workload.Main()
 	os.Exit(m.Run())
-}
-
-func isBPFFS(dir string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(dir, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }
 
 func writeFile(t *testing.T, p, s string) {
@@ -45,9 +40,7 @@ func TestSourcesFollowExporter(t *testing.T) {
 		t.Skip("-short: starts the real exporter")
 	}
 	exportertest.RequireRoot(t)
-	if !isBPFFS("/sys/fs/bpf") {
-		t.Skip("bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)")
-	}
+	needs.BPFFS(t, "/sys/fs/bpf")
 	cg := exportertest.NewCgroups(t, "auto")
 	pod := cg.Make(t, "pod")
 	app := cg.Make(t, "pod/app")
@@ -116,9 +109,7 @@ func TestSourcesFollowExporter(t *testing.T) {
 
 func TestResolveTarget(t *testing.T) {
 	h, err := cgroupfs.Detect("/sys/fs/cgroup", "auto")
-	if err != nil {
-		t.Skipf("no cgroup hierarchy: %v", err)
-	}
+	needs.Part(t, "a cgroup hierarchy", err)
 	self, err := h.PathOf(0)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -21,6 +22,10 @@ const (
 	// MaxFileSize guards against pointing --slo.config-file at something
 	// that is not an SLO config; 1 MiB holds tens of thousands of entries.
 	MaxFileSize = 1 << 20
+	// MaxSLOs bounds the entries of one file. Matching cost barely grows
+	// with it (see matcher), but every SLO cgroup needs one of the 4,096
+	// overload slots, so a file far beyond that is a mistake.
+	MaxSLOs = 10000
 )
 
 // SLO is one entry of the config, with defaults applied.
@@ -44,19 +49,13 @@ func (s SLO) IsGlob() bool {
 
 // Config is a validated SLO config. Treat it as read-only: the Watcher
 // hands the same *Config to every reader, and Match builds its lookup
-// index once, on first use.
+// index once (Parse does it at once; a hand-built Config on first use).
 type Config struct {
 	SLOs   []SLO
 	Source string // file name given to Parse or Load
 
-	once  sync.Once
-	exact map[string]int // literal path -> index into SLOs
-	globs []glob         // in file order
-}
-
-type glob struct {
-	elems []string
-	slo   int
+	once sync.Once
+	m    *matcher
 }
 
 // Load reads and parses the file at path; see Parse.
@@ -68,17 +67,42 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path)
 }
 
+// readLimited reads the config at path, refusing anything but a regular
+// file. It opens without blocking: a plain open of a FIFO waits for a
+// writer, which would freeze start-up or the watcher for good.
 func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read SLO config: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read SLO config %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read SLO config %s: not a regular file but %s; point the config path at a YAML file", path, fileKind(fi.Mode()))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read SLO config %s: %w", path, err)
 	}
 	return data, nil
+}
+
+// fileKind names a non-regular file type for messages.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
 }
 
 // Parse validates data as an SLO config. source names the file in error
@@ -98,39 +122,18 @@ func Parse(data []byte, source string) (*Config, error) {
 // Match returns the SLO that applies to a concrete cgroup path such as
 // "/ls" or "/kubepods.slice/pod1/ctr" ("/" is the root; surrounding
 // slashes are ignored). An entry naming the exact path wins over globs;
-// among globs the first in file order wins.
+// among globs the first in file order wins. Its cost does not grow with
+// the number of globs that cannot match the path (see matcher).
 func (c *Config) Match(cgroupPath string) (SLO, bool) {
 	c.once.Do(c.buildIndex)
-	norm := "/" + strings.Trim(cgroupPath, "/")
-	if i, ok := c.exact[norm]; ok {
-		return c.SLOs[i], true
-	}
-	if len(c.globs) == 0 {
+	i, ok := c.m.match("/" + strings.Trim(cgroupPath, "/"))
+	if !ok {
 		return SLO{}, false
 	}
-	name := splitPath(norm)
-	for _, g := range c.globs {
-		if matchElems(g.elems, name) {
-			return c.SLOs[g.slo], true
-		}
-	}
-	return SLO{}, false
+	return c.SLOs[i], true
 }
 
-func (c *Config) buildIndex() {
-	c.exact = make(map[string]int)
-	for i, s := range c.SLOs {
-		p, err := compilePattern(s.Cgroup)
-		if err != nil {
-			continue // only hand-built configs get here; such entries match nothing
-		}
-		if !p.isLiteral {
-			c.globs = append(c.globs, glob{elems: p.elems, slo: i})
-		} else if _, dup := c.exact[p.literal]; !dup {
-			c.exact[p.literal] = i
-		}
-	}
-}
+func (c *Config) buildIndex() { c.m = newMatcher(c.SLOs) }
 
 // fileSLO is the on-disk shape of an entry, used to write canonical YAML.
 type fileSLO struct {

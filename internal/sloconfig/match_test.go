@@ -2,6 +2,7 @@ package sloconfig
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,97 @@ func TestMatchElemsManyStars(t *testing.T) {
 	}
 }
 
+// matchLinear is the matcher before the index: every glob, in file order,
+// against the path. It is the reference the index must agree with and the
+// baseline of its benchmark.
+func matchLinear(c *Config, cgroupPath string) (SLO, bool) {
+	norm := "/" + strings.Trim(cgroupPath, "/")
+	if i, ok := c.m.exact[norm]; ok {
+		return c.SLOs[i], true
+	}
+	name := splitPath(norm)
+	for _, g := range c.m.globs {
+		if matchElems(g.elems, name) {
+			return c.SLOs[g.slo], true
+		}
+	}
+	return SLO{}, false
+}
+
+// globConfig builds a config of n entries from patterns in file order.
+func globConfig(tb testing.TB, patterns []string) *Config {
+	tb.Helper()
+	var sb strings.Builder
+	sb.WriteString("slos:\n")
+	for i, p := range patterns {
+		fmt.Fprintf(&sb, "  - cgroup: '%s'\n    latencyBudget: %dus\n", p, 1+i)
+	}
+	c, err := Parse([]byte(sb.String()), "globs.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// The index must pick exactly the entry the linear scan picks, over
+// random globs built from literals, wildcards, classes, escapes and **.
+func TestMatchIndexAgreesWithLinearScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	elems := []string{"kubepods.slice", "pod12x", "pod123x", "ctr", "abc", "ab", "a", "x.slice", "batch", "wor[k]er", "abcabc", "a*c", "*"}
+	globElems := []string{"*", "?", "**", "*pod1*", "pod1?x", "*.slice", "[a-c]*", "[]x]bc", "ab\\c", "a\\*c", "*abc*", "wor*er", "[^a]bc", "pod12[0-9]x", "*b*"}
+	pick := func(n int, from ...[]string) []string {
+		out := make([]string, n)
+		for i := range out {
+			set := from[rng.IntN(len(from))]
+			out[i] = set[rng.IntN(len(set))]
+		}
+		return out
+	}
+	for round := range 200 {
+		var patterns []string
+		seen := map[string]bool{}
+		for len(patterns) < 40 {
+			p := "/" + strings.Join(pick(1+rng.IntN(4), elems, globElems), "/")
+			if cp, err := compilePattern(p); err == nil && !seen[cp.key(p)] {
+				seen[cp.key(p)] = true
+				patterns = append(patterns, p)
+			}
+		}
+		c := globConfig(t, patterns)
+		for range 200 {
+			path := "/" + strings.Join(pick(1+rng.IntN(5), elems, []string{"a*c", "wor[k]er", "xabcx", "pod120x", "]bc"}), "/")
+			got, gotOK := c.Match(path)
+			want, wantOK := matchLinear(c, path)
+			if got != want || gotOK != wantOK {
+				t.Fatalf("round %d: Match(%q) = %q %v, linear scan %q %v\npatterns: %q", round, path, got.Cgroup, gotOK, want.Cgroup, wantOK, patterns)
+			}
+		}
+	}
+}
+
+// FuzzMatchIndex: for any pattern and path, the index agrees with the
+// linear scan (a broad glob listed first keeps every bucket busy).
+func FuzzMatchIndex(f *testing.F) {
+	f.Add("/kubepods.slice/**/*pod12x*.slice/*", "/kubepods.slice/a/kubepods-pod12x.slice/ctr")
+	f.Add(`/a\*c/[]x]yz`, "/a*c/]yz")
+	f.Fuzz(func(t *testing.T, pattern, path string) {
+		if _, err := compilePattern(pattern); err != nil {
+			return
+		}
+		for _, patterns := range [][]string{{pattern}, {pattern, "/**/*"}} {
+			c := &Config{} // by hand: YAML would refuse invalid UTF-8
+			for i, p := range patterns {
+				c.SLOs = append(c.SLOs, SLO{Cgroup: p, LatencyBudget: time.Duration(i + 1)})
+			}
+			got, gotOK := c.Match(path)
+			want, wantOK := matchLinear(c, path)
+			if got != want || gotOK != wantOK {
+				t.Fatalf("Match(%q) = %q %v, linear scan %q %v (patterns %q)", path, got.Cgroup, gotOK, want.Cgroup, wantOK, patterns)
+			}
+		}
+	})
+}
+
 func BenchmarkMatch(b *testing.B) {
 	c, err := Parse([]byte(`slos:
   - {cgroup: /system.slice/*.service, latencyBudget: 5ms}
@@ -117,6 +209,57 @@ func BenchmarkMatch(b *testing.B) {
 	for b.Loop() {
 		c.Match("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/crio-abc.scope")
 	}
+}
+
+// BenchmarkMatchManyGlobs matches cgroup paths against 2,000 globs of the
+// shape issue 10 found costly (all under one prefix, each naming one pod),
+// through the index and through the linear scan it replaced. One op is one
+// new cgroup. "index" runs lookups back to back (warm caches); "vs-linear"
+// interleaves both, so each index lookup starts with caches the linear
+// scan has just churned, as a lone new cgroup would; "speedup" is
+// linear/index from that same run.
+//
+//	go test -run '^$' -bench MatchManyGlobs -benchtime 2000x ./internal/sloconfig
+func BenchmarkMatchManyGlobs(b *testing.B) {
+	const globs, cgroups = 2000, 10000
+	patterns := make([]string, globs)
+	for i := range patterns {
+		patterns[i] = fmt.Sprintf("/kubepods.slice/**/*pod%dx*.slice/*", i)
+	}
+	c := globConfig(b, patterns)
+	paths := make([]string, cgroups)
+	for i := range paths {
+		// Pods 0..3999: half are under an SLO, half match no glob.
+		paths[i] = fmt.Sprintf("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%dx.slice/ctr%d", i%(2*globs), i)
+	}
+	// In random order, so that a short run samples early and late globs
+	// alike (the linear scan stops at the first match).
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(paths), func(i, j int) { paths[i], paths[j] = paths[j], paths[i] })
+	b.Run("index", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			c.Match(paths[i%len(paths)])
+			i++
+		}
+	})
+	// Interleaved, so both see the same machine.
+	b.Run("vs-linear", func(b *testing.B) {
+		var index, linear time.Duration
+		n := 0
+		for b.Loop() {
+			p := paths[n%len(paths)]
+			n++
+			t0 := time.Now()
+			c.Match(p)
+			t1 := time.Now()
+			matchLinear(c, p)
+			linear += time.Since(t1)
+			index += t1.Sub(t0)
+		}
+		b.ReportMetric(float64(index.Nanoseconds())/float64(n), "index-ns/cgroup")
+		b.ReportMetric(float64(linear.Nanoseconds())/float64(n), "linear-ns/cgroup")
+		b.ReportMetric(float64(linear)/float64(index), "speedup")
+	})
 }
 
 // BenchmarkParse10k measures a config near the practical size limit.

@@ -124,6 +124,9 @@ func (p *parser) parse(data []byte) []SLO {
 	case list.Kind != yaml.SequenceNode:
 		p.failValue(list, "slos", fmt.Sprintf("must be a list of SLO entries, not %s", describe(list)))
 		return nil
+	case len(list.Content) > MaxSLOs:
+		p.fail(list.Line, "slos", fmt.Sprintf("has %d entries; at most %d are allowed (one glob such as /kubepods.slice/** covers many cgroups)", len(list.Content), MaxSLOs))
+		return nil
 	}
 	slos := make([]SLO, 0, len(list.Content))
 	firstLine := make(map[string]int) // pattern key -> line of its first entry

@@ -2,6 +2,7 @@ package sloconfig
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -253,6 +254,25 @@ func TestParseTooLarge(t *testing.T) {
 	}
 }
 
+func TestParseTooManySLOs(t *testing.T) {
+	entries := func(n int) []byte {
+		var sb strings.Builder
+		sb.WriteString("slos:\n")
+		for i := range n {
+			fmt.Fprintf(&sb, "  - {cgroup: /p%d/*, latencyBudget: 1ms}\n", i)
+		}
+		return []byte(sb.String())
+	}
+	if _, err := Parse(entries(MaxSLOs), "max.yaml"); err != nil {
+		t.Fatalf("%d entries rejected: %v", MaxSLOs, err)
+	}
+	_, err := Parse(entries(MaxSLOs+1), "big.yaml")
+	want := "big.yaml:2: slos: has 10001 entries; at most 10000 are allowed (one glob such as /kubepods.slice/** covers many cgroups)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "slo.yaml")
@@ -276,7 +296,7 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load missing file: got %v, want ErrNotExist", err)
 	}
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file but a directory") {
 		t.Errorf("Load directory: got %v", err)
 	}
 }

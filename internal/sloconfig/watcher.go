@@ -196,99 +196,140 @@ func (w *Watcher) reject(err error, trigger string) {
 // Kubernetes swaps ConfigMap contents by re-pointing a symlink; both leave
 // a watch on the old file dead.
 func (w *Watcher) Run(ctx context.Context) error {
-	w.mu.Lock()
-	if w.running {
-		w.mu.Unlock()
-		return errors.New("sloconfig: Watcher.Run is already running")
+	if err := w.setRunning(true); err != nil {
+		return err
 	}
-	w.running = true
-	w.mu.Unlock()
-	defer func() {
-		w.mu.Lock()
-		w.running = false
-		w.mu.Unlock()
-	}()
-
-	sigs := w.sigs
-	if w.sighup {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGHUP)
-		defer signal.Stop(ch)
-		sigs = mergeSignals(ctx, sigs, ch)
-	}
-
-	var events <-chan fsnotify.Event
-	var fsErrs <-chan error
-	poll := w.poll
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		level.Warn(w.logger).Log("msg", "cannot watch the SLO config for changes; polling instead", "err", err)
-		if poll <= 0 {
-			poll = fallbackPoll
-		}
-	} else {
-		defer fw.Close()
-		events, fsErrs = fw.Events, fw.Errors
-		w.syncWatches(fw)
-	}
+	defer w.setRunning(false)
+	sigs, stopSignals := w.reloadSignals(ctx)
+	defer stopSignals()
+	ch := w.watchChanges()
+	defer ch.close()
 	// Catch changes made between the initial load and the watch being set
 	// up; an unchanged file costs one read.
 	w.reload(false, "start")
+	w.loop(ctx, sigs, ch)
+	return nil
+}
 
-	pollTicker := time.NewTicker(time.Hour)
-	pollTicker.Stop()
-	defer pollTicker.Stop()
-	var pollC <-chan time.Time
-	if poll > 0 {
-		pollTicker.Reset(poll)
-		pollC = pollTicker.C
+// setRunning marks Run as active or not; only one Run at a time.
+func (w *Watcher) setRunning(on bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on && w.running {
+		return errors.New("sloconfig: Watcher.Run is already running")
 	}
-	// The first event of a burst arms the timer; later ones in the window
-	// are covered by the read when it fires, so a steady stream of events
-	// cannot postpone the reload forever.
+	w.running = on
+	return nil
+}
+
+// reloadSignals returns the channel of signals that force a reload: those
+// given WithReloadSignals, and SIGHUP WithSIGHUP until stop is called.
+func (w *Watcher) reloadSignals(ctx context.Context) (sigs <-chan os.Signal, stop func()) {
+	if !w.sighup {
+		return w.sigs, func() {}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return mergeSignals(ctx, w.sigs, hup), func() { signal.Stop(hup) }
+}
+
+// loop reloads on file events (debounced), signals and polls until ctx is
+// done. The first event of a burst arms the debounce timer; later ones in
+// the window are covered by the read when it fires, so a steady stream of
+// events cannot postpone the reload forever.
+func (w *Watcher) loop(ctx context.Context, sigs <-chan os.Signal, ch *changes) {
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
 	armed := false
-
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case _, open := <-events:
-			if !open { // inotify failed for good: fall back to polling
+			return
+		case _, open := <-ch.events:
+			if !open {
 				level.Warn(w.logger).Log("msg", "file watch stopped; polling the SLO config instead")
-				events, fsErrs = nil, nil
-				if pollC == nil {
-					pollTicker.Reset(fallbackPoll)
-					pollC = pollTicker.C
-				}
+				ch.pollOnly()
 				continue
 			}
 			if !armed {
 				armed = true
 				debounce.Reset(w.debounce)
 			}
-		case err, open := <-fsErrs:
+		case err, open := <-ch.errs:
 			if !open {
-				fsErrs = nil
+				ch.errs = nil
 				continue
 			}
 			level.Warn(w.logger).Log("msg", "file watch error", "err", err)
 		case <-debounce.C:
 			armed = false
 			w.reload(false, "file change")
-			if events != nil {
-				w.syncWatches(fw)
-			}
+			ch.follow(w)
 		case <-sigs:
 			w.reload(true, "signal")
-		case <-pollC:
+		case <-ch.poll:
 			w.reload(false, "poll")
-			if events != nil {
-				w.syncWatches(fw)
-			}
+			ch.follow(w)
 		}
+	}
+}
+
+// changes is how Run learns the file may have changed: inotify events on
+// the watched directories, a poll ticker, or both.
+type changes struct {
+	fw     *fsnotify.Watcher // nil without inotify
+	events <-chan fsnotify.Event
+	errs   <-chan error
+	ticker *time.Ticker
+	poll   <-chan time.Time // nil when not polling
+}
+
+// watchChanges sets up inotify on the file's directories and the poll
+// ticker (WithPollInterval, or fallbackPoll when inotify is unavailable,
+// e.g. the per-user instance limit is reached).
+func (w *Watcher) watchChanges() *changes {
+	ch := &changes{ticker: time.NewTicker(time.Hour)}
+	ch.ticker.Stop()
+	every := w.poll
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		level.Warn(w.logger).Log("msg", "cannot watch the SLO config for changes; polling instead", "err", err)
+		if every <= 0 {
+			every = fallbackPoll
+		}
+	} else {
+		ch.fw, ch.events, ch.errs = fw, fw.Events, fw.Errors
+		w.syncWatches(fw)
+	}
+	if every > 0 {
+		ch.ticker.Reset(every)
+		ch.poll = ch.ticker.C
+	}
+	return ch
+}
+
+// pollOnly is the fallback when inotify fails for good.
+func (ch *changes) pollOnly() {
+	ch.events, ch.errs = nil, nil
+	if ch.poll == nil {
+		ch.ticker.Reset(fallbackPoll)
+		ch.poll = ch.ticker.C
+	}
+}
+
+// follow re-aims the directory watches after a reload: the symlink
+// target's directory changes with every ConfigMap update.
+func (ch *changes) follow(w *Watcher) {
+	if ch.events != nil {
+		w.syncWatches(ch.fw)
+	}
+}
+
+func (ch *changes) close() {
+	ch.ticker.Stop()
+	if ch.fw != nil {
+		ch.fw.Close()
 	}
 }
 

@@ -324,15 +324,21 @@ func TestWatcherPollSeesUnwatchedChange(t *testing.T) {
 	write(t, filepath.Join(d3, "b.yaml"), sloFile("6ms"))
 	must(t, os.Symlink(filepath.Join(d3, "a.yaml"), filepath.Join(d2, "link.yaml")))
 	must(t, os.Symlink(filepath.Join(d2, "link.yaml"), filepath.Join(d1, "slo.yaml")))
-	w, logs := start(t, filepath.Join(d1, "slo.yaml"), WithPollInterval(50*time.Millisecond))
+	sigs := make(chan os.Signal, 1)
+	w, logs := start(t, filepath.Join(d1, "slo.yaml"), WithPollInterval(50*time.Millisecond), WithReloadSignals(sigs))
 	sub := w.Subscribe()
-	// Once this change has arrived, Run has set up its watches.
-	write(t, filepath.Join(d3, "a.yaml"), sloFile("3ms"))
-	next(t, sub, 3*time.Millisecond)
-	// Run's start-up read may have found 3ms before the write's inotify
-	// events were handled; let their debounced reload pass, or it would
-	// find the next change first and the poll would have nothing to do.
-	time.Sleep(20*time.Millisecond + 500*time.Millisecond)
+	initial := <-sub
+	// A signal's reload publishes even an unchanged file: once it is out,
+	// Run is past its start-up read, so only a poll can see what follows.
+	sigs <- syscall.SIGHUP
+	select {
+	case c := <-sub:
+		if c == initial {
+			t.Fatal("the signal republished the same config object")
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("signal did not cause a reload")
+	}
 	tmp := filepath.Join(d2, "tmp")
 	must(t, os.Symlink(filepath.Join(d3, "b.yaml"), tmp))
 	must(t, os.Rename(tmp, filepath.Join(d2, "link.yaml")))
@@ -340,4 +346,48 @@ func TestWatcherPollSeesUnwatchedChange(t *testing.T) {
 	if !strings.Contains(logs.String(), "trigger=poll slos=1") {
 		t.Errorf("change not found by polling:\n%s", logs.String())
 	}
+}
+
+// A FIFO (or any other non-regular file) at the config path must be
+// refused at once: opening a FIFO for reading blocks until a writer comes,
+// which used to hang the watcher for good.
+func TestWatcherRefusesFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	must(t, syscall.Mkfifo(fifo, 0o644))
+	if _, err := NewWatcher(fifo, nil); err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("NewWatcher on a FIFO: %v", err)
+	}
+	if _, err := NewWatcher(dir, nil); err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("NewWatcher on a directory: %v", err)
+	}
+
+	path := filepath.Join(dir, "slo.yaml")
+	write(t, path, sloFile("2ms"))
+	sigs := make(chan os.Signal, 1)
+	w, logs := start(t, path, WithReloadSignals(sigs))
+	sub := w.Subscribe()
+	first := next(t, sub, 2*time.Millisecond)
+	must(t, os.Remove(path))
+	must(t, syscall.Mkfifo(path, 0o644))
+	waitFor(t, "the FIFO to be rejected", func() bool {
+		_, _, err := w.LastReload()
+		return err != nil && strings.Contains(err.Error(), "not a regular file")
+	})
+	if ok, _, err := w.LastReload(); ok || !strings.Contains(err.Error(), path) {
+		t.Errorf("LastReload after FIFO: ok=%v err=%v", ok, err)
+	}
+	if w.Current() != first {
+		t.Errorf("the FIFO replaced the last good config")
+	}
+	if !strings.Contains(logs.String(), "not a regular file") {
+		t.Errorf("rejection not logged:\n%s", logs.String())
+	}
+	// The watcher still answers: a signal re-reads (and rejects again),
+	// and a regular file put back is loaded.
+	sigs <- syscall.SIGHUP
+	waitFor(t, "the signal reload to be logged", func() bool { return strings.Contains(logs.String(), "trigger=signal") })
+	must(t, os.Remove(path))
+	write(t, path, sloFile("4ms"))
+	next(t, sub, 4*time.Millisecond)
 }

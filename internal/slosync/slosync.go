@@ -1,6 +1,7 @@
 // Package slosync keeps the BPF side in step with the SLO config and the
 // cgroup tree: it walks the hierarchy, matches every cgroup against the
-// config, assigns each SLO cgroup a stable slot in the overload array,
+// config (only cgroups it has not seen), assigns each SLO cgroup a stable
+// slot in the overload array (explicitly listed cgroups first),
 // writes the slos map of every loaded program, and sweeps entries of
 // cgroups that no longer exist so nothing leaks.
 package slosync
@@ -29,8 +30,11 @@ type Assignment struct {
 // View is a consistent snapshot of the last pass.
 type View struct {
 	Cgroups map[uint64]cgroupfs.Cgroup
-	SLOs    map[uint64]Assignment
-	Walked  time.Time
+	SLOs    map[uint64]Assignment // only cgroups that have a slot
+	// WithoutSlot counts cgroups under an SLO that got no overload slot
+	// (all slomaps.MaxSlots in use): they are neither judged nor enforced.
+	WithoutSlot int
+	Walked      time.Time
 }
 
 // Options configures a Syncer.
@@ -65,6 +69,10 @@ type Syncer struct {
 	view    View
 	slots   map[uint64]uint32 // cgroup id -> slot, stable while the cgroup lives
 	lastGen uint64
+	matches matchCache
+	// withoutSlot is the last pass's View.WithoutSlot, so that a change
+	// is logged once rather than every pass.
+	withoutSlot int
 }
 
 // New returns a Syncer; call Sync or Run to populate it.
@@ -82,38 +90,65 @@ func (s *Syncer) View() View {
 	return s.view
 }
 
-// Sync runs one pass.
+// Sync runs one pass: walk the tree, match the cgroups not seen before,
+// hand out slots, write the maps and sweep what is gone.
 func (s *Syncer) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-
-	cgs, err := s.opts.Hierarchy.Walk()
+	cgs, err := s.walk()
 	if err != nil {
 		return err
 	}
-	if s.opts.Generation != nil {
-		// Read before walking: a change during the walk triggers another.
-		if g, err := s.opts.Generation(); err == nil {
-			s.lastGen = g
-		}
-	}
-	cfg := s.opts.Config()
 	view := View{Cgroups: make(map[uint64]cgroupfs.Cgroup, len(cgs)), SLOs: make(map[uint64]Assignment), Walked: time.Now()}
 	for _, cg := range cgs {
 		view.Cgroups[cg.ID] = cg
 	}
+	matched := s.matches.update(s.opts.Config(), cgs)
+	s.assignSlots(&view, cgs, matched)
+	s.logSlotChange(view)
+	errs := s.apply(view)
+	s.view = view
+	return errors.Join(errs...)
+}
 
-	// Release slots of cgroups that are gone or no longer under an SLO,
-	// then hand out the lowest free slots to newcomers.
-	matched := make(map[uint64]sloconfig.SLO)
-	if cfg != nil {
-		for _, cg := range cgs {
-			if slo, ok := cfg.Match(cg.Path); ok {
-				matched[cg.ID] = slo
-			}
+// Refresh re-walks the tree so that cgroups created since the last pass
+// have paths in View, without matching them against the config: that
+// waits for the next pass of Run, which the generation (or the full
+// interval) triggers. Scrapes call this, so their cost does not depend on
+// the config.
+func (s *Syncer) Refresh() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cgs, err := s.opts.Hierarchy.Walk()
+	if err != nil {
+		return err
+	}
+	paths := make(map[uint64]cgroupfs.Cgroup, len(cgs))
+	for _, cg := range cgs {
+		paths[cg.ID] = cg
+	}
+	s.view.Cgroups = paths
+	return nil
+}
+
+// walk lists the cgroups, noting the generation first: a change during
+// the walk then triggers another pass.
+func (s *Syncer) walk() ([]cgroupfs.Cgroup, error) {
+	if s.opts.Generation != nil {
+		if g, err := s.opts.Generation(); err == nil {
+			s.lastGen = g
 		}
 	}
-	used := make(map[uint32]bool)
+	return s.opts.Hierarchy.Walk()
+}
+
+// assignSlots puts the matched cgroups that get an overload slot into
+// view. A cgroup keeps its slot while it lives and stays matched; slots of
+// the others are released. Newcomers take the lowest free slots, those
+// the config names explicitly first; when none is free, an explicit one
+// takes a slot from a cgroup that only a glob covers. The rest go without.
+func (s *Syncer) assignSlots(view *View, cgs []cgroupfs.Cgroup, matched map[uint64]match) {
+	used := make([]bool, slomaps.MaxSlots)
 	for id, slot := range s.slots {
 		if _, ok := matched[id]; ok {
 			used[slot] = true
@@ -121,57 +156,111 @@ func (s *Syncer) Sync() error {
 			delete(s.slots, id)
 		}
 	}
-	next := uint32(0)
-	var errs []error
-	want := make(map[uint64]slomaps.Entry, len(matched))
+	var free []uint32
+	for slot, u := range used {
+		if !u {
+			free = append(free, uint32(slot))
+		}
+	}
+	var globHolders []uint64 // evicted last-walked first
+	for _, explicit := range []bool{true, false} {
+		for _, cg := range cgs {
+			m, ok := matched[cg.ID]
+			if _, has := s.slots[cg.ID]; !ok || has || m.explicit != explicit {
+				continue
+			}
+			if len(free) == 0 && explicit {
+				if globHolders == nil {
+					globHolders = s.globHolders(cgs, matched)
+				}
+				if len(globHolders) > 0 {
+					victim := globHolders[0]
+					globHolders = globHolders[1:]
+					free = append(free, s.slots[victim])
+					delete(s.slots, victim)
+				}
+			}
+			if len(free) == 0 {
+				continue
+			}
+			s.slots[cg.ID], free = free[0], free[1:]
+		}
+	}
 	for _, cg := range cgs {
-		slo, ok := matched[cg.ID]
+		m, ok := matched[cg.ID]
 		if !ok {
 			continue
 		}
-		slot, ok := s.slots[cg.ID]
-		if !ok {
-			for used[next] {
-				next++
-			}
-			if next >= slomaps.MaxSlots {
-				errs = append(errs, errors.New("more SLO cgroups than overload slots; "+cg.Path+" is not enforced"))
-				continue
-			}
-			slot = next
-			used[slot] = true
-			s.slots[cg.ID] = slot
+		if slot, ok := s.slots[cg.ID]; ok {
+			view.SLOs[cg.ID] = Assignment{Cgroup: cg, SLO: m.slo, Slot: slot}
+		} else {
+			view.WithoutSlot++
 		}
-		view.SLOs[cg.ID] = Assignment{Cgroup: cg, SLO: slo, Slot: slot}
-		want[cg.ID] = slomaps.NewEntry(uint64(slo.LatencyBudget.Nanoseconds()), slo.Target, slo.Importance, slot)
 	}
+}
 
+// globHolders lists the cgroups holding a slot through a glob match, last
+// in walk order first: the ones an explicit SLO takes a slot from.
+func (s *Syncer) globHolders(cgs []cgroupfs.Cgroup, matched map[uint64]match) []uint64 {
+	out := []uint64{}
+	for i := len(cgs) - 1; i >= 0; i-- {
+		id := cgs[i].ID
+		if _, has := s.slots[id]; has && !matched[id].explicit {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// logSlotChange logs when the number of SLO cgroups without a slot
+// changes: once per change, not once per cgroup or pass.
+func (s *Syncer) logSlotChange(view View) {
+	if view.WithoutSlot == s.withoutSlot {
+		return
+	}
+	if view.WithoutSlot == 0 {
+		level.Info(s.opts.Logger).Log("msg", "every SLO cgroup has an overload slot again", "slos", len(view.SLOs))
+	} else {
+		level.Warn(s.opts.Logger).Log("msg", "SLO cgroups got no overload slot: they are not judged or enforced; narrow the globs of the SLO config",
+			"without_slot", view.WithoutSlot, "slots", slomaps.MaxSlots)
+	}
+	s.withoutSlot = view.WithoutSlot
+}
+
+// apply writes the view's SLOs into every target's slos map and deletes
+// state of cgroups that are gone.
+func (s *Syncer) apply(view View) []error {
+	want := make(map[uint64]slomaps.Entry, len(view.SLOs))
+	for id, a := range view.SLOs {
+		want[id] = slomaps.NewEntry(uint64(a.SLO.LatencyBudget.Nanoseconds()), a.SLO.Target, a.SLO.Importance, a.Slot)
+	}
 	gone := func(id uint64) bool { _, ok := view.Cgroups[id]; return !ok }
+	var errs []error
 	for _, m := range s.opts.Targets() {
 		if err := m.SyncSLOs(want); err != nil {
 			errs = append(errs, err)
 		}
-		ids, err := m.StatIDs()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var stale []uint64
-		for _, id := range ids {
-			if gone(id) {
-				stale = append(stale, id)
-			}
-		}
-		if err := m.DeleteStats(stale); err != nil {
-			errs = append(errs, err)
-		}
-		errs = append(errs, s.clearIdle(m, view))
+		errs = append(errs, sweepStats(m, gone), s.clearIdle(m, view))
 	}
 	for _, sweep := range s.opts.Sweepers {
 		errs = append(errs, sweep(gone))
 	}
-	s.view = view
-	return errors.Join(errs...)
+	return errs
+}
+
+// sweepStats deletes the stats entries of cgroups that are gone.
+func sweepStats(m slomaps.Maps, gone func(uint64) bool) error {
+	ids, err := m.StatIDs()
+	if err != nil {
+		return err
+	}
+	var stale []uint64
+	for _, id := range ids {
+		if gone(id) {
+			stale = append(stale, id)
+		}
+	}
+	return m.DeleteStats(stale)
 }
 
 // clearIdle clears the overload bit of SLO cgroups without a judged

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // Cgroups makes real cgroups under a per-test parent and removes them (and
@@ -29,7 +31,7 @@ func NewCgroups(t testing.TB, mode string) *Cgroups {
 	t.Helper()
 	h, err := cgroupfs.Detect("/sys/fs/cgroup", mode)
 	if err != nil {
-		t.Skipf("no %s cgroup hierarchy here: %v", mode, err)
+		needs.Part(t, "the "+mode+" cgroup hierarchy", err)
 	}
 	c := &Cgroups{H: h, Parent: fmt.Sprintf("/scx-slo-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
 	if err := os.Mkdir(h.Dir(c.Parent), 0o755); err != nil {
@@ -101,27 +103,35 @@ func (c *Cgroups) removeAll(t testing.TB) {
 	}
 }
 
-// Workload is a process of the test binary running a workload from
-// RunWorkloadIfRequested, started inside a cgroup.
+// Workload is a process of the test binary running a workload of
+// package workload (call workload.Main first thing in TestMain), started
+// inside a cgroup.
 type Workload struct {
 	cmd  *exec.Cmd
 	done chan error
 }
 
-const workloadEnv = "SCX_SLO_TEST_WORKLOAD"
-
-// StartWorkload re-executes the test binary as kind ("probe" or "hog"),
-// moves it into cgroup p before it does any work, then lets it go.
+// StartWorkload re-executes the test binary as kind ("probe": 1 ms period
+// with 100 µs of work after each wakeup; "hog": threads spinning), moves
+// it into cgroup p before it does any work, then lets it go. It runs
+// until the test ends.
 func (c *Cgroups) StartWorkload(t testing.TB, p, kind string, threads int) *Workload {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// GOMAXPROCS=threads gives each hog goroutine its own OS thread.
-	cmd.Env = append(os.Environ(), workloadEnv+"="+kind, "SCX_SLO_TEST_THREADS="+strconv.Itoa(threads), "GOMAXPROCS="+strconv.Itoa(max(threads, 1)))
+	threads = max(threads, 1)
+	cmd, err := workload.CommandWith(kind, -1, threads, map[string]string{
+		workload.GateEnv: "1",
+		"RUN_FOR":        "24h",
+		"PROBE_PERIOD":   "1ms",
+		"PROBE_WORK":     "100us",
+		"HOG_THREADS":    strconv.Itoa(threads),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	gate, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,40 +153,6 @@ func (w *Workload) Stop() {
 	_ = w.cmd.Process.Kill()
 	<-w.done
 	w.done <- nil
-}
-
-// RunWorkloadIfRequested turns the process into a workload when started by
-// StartWorkload; call it first thing in TestMain.
-func RunWorkloadIfRequested() {
-	kind := os.Getenv(workloadEnv)
-	if kind == "" {
-		return
-	}
-	threads, _ := strconv.Atoi(os.Getenv("SCX_SLO_TEST_THREADS"))
-	threads = max(threads, 1)
-	buf := make([]byte, 1)
-	os.Stdin.Read(buf) // wait until moved into the cgroup
-	switch kind {
-	case "probe":
-		// 1 ms period, ~100 us of work: a cyclictest-like latency probe.
-		for {
-			busy(100 * time.Microsecond)
-			time.Sleep(time.Millisecond)
-		}
-	case "hog":
-		for i := 1; i < threads; i++ {
-			go busy(time.Duration(1 << 62))
-		}
-		busy(time.Duration(1 << 62))
-	}
-	fmt.Fprintf(os.Stderr, "unknown workload %q\n", kind)
-	os.Exit(2)
-}
-
-func busy(d time.Duration) {
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-	}
 }
 
 // Pid returns the workload's process id.

@@ -24,14 +24,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
-// RequireRoot skips unless the test runs as root.
+// RequireRoot skips (fails in CI) unless the test runs as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for BPF and cgroups (CI runs as root)")
-	}
+	needs.Root(t)
 }
 
 var (

@@ -9,21 +9,18 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // testKernel returns the lab kernel, skipping when the machine cannot run
-// the lab at all (set SCX_SLO_LAB_REQUIRED=1 to make that a failure).
+// the lab at all (fails instead under SCX_SLO_LAB_REQUIRED=1).
 func testKernel(t *testing.T) *Kernel {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots a qemu guest; skipped in -short mode")
 	}
-	if err := Available(""); err != nil {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatalf("lab required but unavailable: %v", err)
-		}
-		t.Skipf("lab unavailable: %v", err)
-	}
+	needs.Part(t, "the lab VM", Available(""))
 	start := time.Now()
 	k, err := EnsureKernel(t.Context(), "", testWriter{t})
 	if err != nil {

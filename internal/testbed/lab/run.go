@@ -19,9 +19,12 @@ import (
 
 // Options describe one guest run.
 type Options struct {
-	Kernel   *Kernel // required; see EnsureKernel
-	CPUs     int     // vCPUs, default 2
-	MemoryMB int     // guest RAM, default 2048
+	Kernel *Kernel // required; see EnsureKernel
+	CPUs   int     // vCPUs, default 2
+	// Sockets splits CPUs evenly into that many sockets, each its own
+	// last-level cache (qemu reports an L3 per socket); 0 means one.
+	Sockets  int
+	MemoryMB int // guest RAM, default 2048
 	// Timeout bounds the whole run (boot, command, poweroff); default 10
 	// minutes, and no limit for Interactive runs.
 	Timeout time.Duration
@@ -165,6 +168,12 @@ func (o *Options) validate() error {
 	if o.CPUs < 1 || o.CPUs > 64 {
 		return fmt.Errorf("Options.CPUs = %d: want 1..64", o.CPUs)
 	}
+	if o.Sockets == 0 {
+		o.Sockets = 1
+	}
+	if o.Sockets < 1 || o.Sockets > o.CPUs || o.CPUs%o.Sockets != 0 {
+		return fmt.Errorf("Options.Sockets = %d: want 1..%d dividing Options.CPUs = %d evenly", o.Sockets, o.CPUs, o.CPUs)
+	}
 	if o.MemoryMB == 0 {
 		o.MemoryMB = defaultMemoryMB
 	}
@@ -193,7 +202,7 @@ func (o *Options) qemuArgs(initrd, statusFile, outFile string) []string {
 	cmdline := append([]string{"console=ttyS0", "panic=-1", "quiet", "rdinit=/init"}, o.KernelArgs...)
 	args := []string{
 		"-accel", accel(),
-		"-smp", strconv.Itoa(o.CPUs),
+		"-smp", o.smp(),
 		"-m", strconv.Itoa(o.MemoryMB),
 		"-no-reboot",
 		"-kernel", o.Kernel.Vmlinuz,
@@ -213,6 +222,14 @@ func (o *Options) qemuArgs(initrd, statusFile, outFile string) []string {
 	}
 	return append(args, "-display", "none", "-vga", "none", "-monitor", "none",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con")
+}
+
+// smp is qemu's -smp value. With several sockets each gets its own cores.
+func (o *Options) smp() string {
+	if o.Sockets <= 1 {
+		return strconv.Itoa(o.CPUs)
+	}
+	return fmt.Sprintf("%d,sockets=%d,cores=%d,threads=1", o.CPUs, o.Sockets, o.CPUs/o.Sockets)
 }
 
 // readStatus parses the status port: "exit N" then "tar N".

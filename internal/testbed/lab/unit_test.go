@@ -1,11 +1,14 @@
 package lab
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 func TestParseSources(t *testing.T) {
@@ -91,6 +94,9 @@ func TestOptionErrorsNameTheField(t *testing.T) {
 		{Options{}, "Options.Kernel"},
 		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: -1}, "Options.CPUs = -1"},
 		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, MemoryMB: 10}, "Options.MemoryMB = 10"},
+		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: 8, Sockets: 3}, "Options.Sockets = 3"},
+		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: 2, Sockets: 4}, "Options.Sockets = 4"},
+		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, Sockets: -1}, "Options.Sockets = -1"},
 		{Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, KernelArgs: []string{"a b"}}, `Options.KernelArgs[0] = "a b"`},
 	} {
 		if err := tc.opts.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -109,12 +115,33 @@ func TestOptionErrorsNameTheField(t *testing.T) {
 	}
 }
 
+func TestSMPTopology(t *testing.T) {
+	for _, tc := range []struct {
+		cpus, sockets int
+		want          string
+	}{
+		{2, 0, "2"},
+		{8, 1, "8"},
+		{8, 2, "8,sockets=2,cores=4,threads=1"},
+		{16, 4, "16,sockets=4,cores=4,threads=1"},
+	} {
+		o := Options{Kernel: &Kernel{Vmlinuz: "/proc/self/exe"}, CPUs: tc.cpus, Sockets: tc.sockets}
+		if err := o.validate(); err != nil {
+			t.Fatalf("validate(CPUs %d, Sockets %d): %v", tc.cpus, tc.sockets, err)
+		}
+		if got := o.smp(); got != tc.want {
+			t.Errorf("-smp for CPUs %d, Sockets %d = %q, want %q", tc.cpus, tc.sockets, got, tc.want)
+		}
+	}
+}
+
 // A dynamically linked executable cannot run in the guest: refuse it.
 func TestDynamicExecutableRefused(t *testing.T) {
 	sh, err := filepath.EvalSymlinks("/bin/sh")
-	if err != nil || elfInterpreter(sh) == "" {
-		t.Skip("no dynamically linked /bin/sh to try")
+	if err == nil && elfInterpreter(sh) == "" {
+		err = errors.New(sh + " is statically linked")
 	}
+	needs.Part(t, "a dynamically linked /bin/sh", err)
 	w := newCPIOWriter(&strings.Builder{})
 	err = addCopy(w, Copy{Host: sh, Guest: "/bin/hostsh"})
 	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), sh) {

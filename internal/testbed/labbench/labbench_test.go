@@ -3,7 +3,6 @@ package labbench
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 	"image/png"
 	"os"
 	"os/exec"
@@ -11,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // TestMain lets the workload tests re-run this binary as a workload.
@@ -188,9 +190,7 @@ func TestWorkloadRejectsBadParams(t *testing.T) {
 // TestStressNGStaged: the staged copy runs through its own loader, and its
 // YAML metrics parse.
 func TestStressNGStaged(t *testing.T) {
-	if _, err := exec.LookPath("stress-ng"); err != nil {
-		t.Skip("stress-ng not installed")
-	}
+	needs.Command(t, "stress-ng", "stress-ng")
 	dir := t.TempDir()
 	if err := StageStressNG(dir); err != nil {
 		t.Fatal(err)

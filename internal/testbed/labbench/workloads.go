@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/scx-slo/scx-slo/internal/testbed/loadgen"
 	"github.com/scx-slo/scx-slo/internal/testbed/pingpong"
 	"github.com/scx-slo/scx-slo/internal/testbed/workload"
@@ -148,12 +146,11 @@ func runMsg() (*LatencyReport, error) {
 		}()
 	}
 	runtime.LockOSThread()
-	start := monotonic()
-	next := start
 	var buf [8]byte
 	ack := make([]byte, workers)
-	for next-start < int64(total) {
-		sleepUntil(next)
+	pace := workload.NewPacer(period)
+	for end := monotonic() + int64(total); monotonic() < end; {
+		pace.Wait()
 		binary.LittleEndian.PutUint64(buf[:], uint64(monotonic()))
 		for _, w := range ws {
 			if _, err := syscall.Write(w.in[1], buf[:]); err != nil {
@@ -166,10 +163,6 @@ func runMsg() (*LatencyReport, error) {
 				return nil, err
 			}
 			got += n
-		}
-		next += int64(period)
-		if now := monotonic(); now > next {
-			next = now // overran: no burst of catch-up rounds
 		}
 	}
 	rep := &LatencyReport{}
@@ -201,27 +194,15 @@ func runForkExec() (*SpawnReport, error) {
 	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
 	rep := &SpawnReport{}
-	interval := time.Second / time.Duration(rate)
 	start := time.Now()
-	next := start
+	// A stop arrives at most one interval (1/FORKEXEC_RATE) late.
+	pace := workload.NewPacer(time.Second / time.Duration(rate))
 	for ctx.Err() == nil {
-		if d := time.Until(next); d > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(d):
-			}
-			if ctx.Err() != nil {
-				break
-			}
-		}
 		if err := exec.Command(bin).Run(); err != nil {
 			return nil, fmt.Errorf("running %s: %w", bin, err)
 		}
 		rep.Spawns++
-		next = next.Add(interval)
-		if now := time.Now(); now.After(next) {
-			next = now
-		}
+		pace.Wait()
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
@@ -240,19 +221,7 @@ func runPipe() (*PipeReport, error) {
 	return &PipeReport{RoundTripNs: int64(rt)}, nil
 }
 
-func monotonic() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
-// sleepUntil sleeps in clock_nanosleep: Go's timers would round the
-// sub-millisecond periods this workload uses.
-func sleepUntil(ns int64) {
-	ts := unix.NsecToTimespec(ns)
-	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
-	}
-}
+var monotonic = workload.MonotonicNs
 
 // spin burns CPU for d of wall time; the result only keeps the loop alive.
 func spin(d time.Duration) uint64 {

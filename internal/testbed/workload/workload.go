@@ -7,6 +7,7 @@ package workload
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -20,6 +21,11 @@ import (
 
 // env names the workload a re-executed binary should run.
 const env = "SCX_SLO_WORKLOAD"
+
+// GateEnv, set to 1 in a workload's parameters, makes it wait until its
+// stdin closes before it starts, so the parent can move it into a cgroup
+// first (cgroup v1 has no clone-into-cgroup; see Start).
+const GateEnv = "SCX_SLO_WORKLOAD_GATE"
 
 // ProbeReport is the probe's output: how late each periodic wakeup was.
 type ProbeReport struct {
@@ -54,6 +60,9 @@ func Main() {
 	name := os.Getenv(env)
 	if name == "" {
 		return
+	}
+	if os.Getenv(GateEnv) == "1" {
+		io.Copy(io.Discard, os.Stdin) // returns when the parent closes the pipe
 	}
 	var out any
 	var err error
@@ -168,38 +177,37 @@ func runProbe() (*ProbeReport, error) {
 	// timers wake through epoll with millisecond resolution, which would
 	// hide the scheduler's sub-millisecond behaviour.
 	runtime.LockOSThread()
-	rep := &ProbeReport{LatenessNs: make([]int64, 0, total/period)}
-	start := monotonic()
-	next := start + int64(period)
-	for next-start < int64(total) {
-		ts := unix.NsecToTimespec(next)
-		for {
-			err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
-			if err != unix.EINTR {
-				break
-			}
-		}
-		rep.LatenessNs = append(rep.LatenessNs, monotonic()-next)
+	// Long-running probes (exporter tests run one for as long as the test
+	// lasts) grow the slice as they go instead of reserving it all.
+	rep := &ProbeReport{LatenessNs: make([]int64, 0, min(total/period, 1<<16))}
+	pace := NewPacer(period)
+	for end := MonotonicNs() + int64(total); MonotonicNs() < end; {
+		rep.LatenessNs = append(rep.LatenessNs, pace.Wait())
 		spin(work)
-		next += int64(period)
-		if now := monotonic(); now > next {
-			next = now + int64(period) // overran: skip missed periods rather than burst
-		}
 	}
 	return rep, nil
 }
 
-func monotonic() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
-// Hog parameters: RUN_FOR, and NICE (optional, -20..19).
+// Hog parameters: RUN_FOR, NICE (optional, -20..19) and HOG_THREADS
+// (optional, default 1: more threads spin alongside the measured one;
+// start the hog with that many Go Ps, see CommandWith).
 func runHog() (*HogReport, error) {
 	total, err := DurationParam("RUN_FOR")
 	if err != nil {
 		return nil, err
+	}
+	if os.Getenv("HOG_THREADS") != "" {
+		threads, err := IntParam("HOG_THREADS")
+		if err != nil {
+			return nil, err
+		}
+		for i := 1; i < threads; i++ {
+			go func() {
+				for {
+					spinIters(20000)
+				}
+			}()
+		}
 	}
 	if v := os.Getenv("NICE"); v != "" {
 		nice, err := strconv.Atoi(v)

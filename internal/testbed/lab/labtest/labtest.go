@@ -17,6 +17,7 @@ package labtest
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // guestEnv marks a process started by RunTest inside the guest.
@@ -43,12 +45,7 @@ func Kernel(t testing.TB) *lab.Kernel {
 	if testing.Short() {
 		t.Skip("boots a qemu guest; skipped in -short mode")
 	}
-	if err := lab.Available(""); err != nil {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatalf("SCX_SLO_LAB_REQUIRED is set but the lab cannot run: %v", err)
-		}
-		t.Skipf("lab unavailable: %v", err)
-	}
+	needs.Part(t, "the lab VM", lab.Available(""))
 	k, err := lab.EnsureKernel(t.Context(), "", t.Output())
 	if err != nil {
 		t.Fatalf("getting the lab kernel: %v", err)
@@ -104,11 +101,47 @@ func testBinary(t testing.TB) string {
 	return b.path
 }
 
-// RunTest runs t (by name) inside the guest and fails t if it fails there.
-// opts.Kernel defaults to Kernel(t); the guest console goes to t's output;
-// Files, Env and sizes in opts are kept. Guest-side failures show up in the
-// console above the host's failure message.
+// RunTest runs t (by name) inside the guest and fails t if it fails there
+// or did not run there at all. opts.Kernel defaults to Kernel(t); the
+// guest console goes to t's output; Files, Env and sizes in opts are
+// kept. Guest-side failures show up in the console above the host's
+// failure message.
 func RunTest(t *testing.T, opts lab.Options) *lab.Result {
+	t.Helper()
+	res, outcomes := runInGuest(t, runPattern(t.Name()), opts)
+	if outcomes[t.Name()] != "PASS" {
+		t.Fatalf("%s did not pass in the guest (outcome %q); see the [guest] lines above", t.Name(), outcomes[t.Name()])
+	}
+	return res
+}
+
+// RunTests runs every test of this package matching the -test.run
+// pattern inside one guest boot (cheaper than a boot per test) and fails
+// t if any failed there, or if none ran: a suite that passes by running
+// nothing proves nothing.
+func RunTests(t *testing.T, pattern string, opts lab.Options) *lab.Result {
+	t.Helper()
+	res, outcomes := runInGuest(t, pattern, opts)
+	passed := 0
+	for name, outcome := range outcomes {
+		switch outcome {
+		case "PASS":
+			passed++
+		case "FAIL":
+			t.Errorf("%s failed in the guest", name)
+		}
+	}
+	t.Logf("labtest: %d of %d guest tests passed", passed, len(outcomes))
+	if passed == 0 {
+		t.Fatalf("no guest test matching %q passed (outcomes %v)", pattern, outcomes)
+	}
+	return res
+}
+
+// runInGuest boots the guest with this package's test binary, runs the
+// tests matching pattern, and returns the result and each test's outcome
+// (PASS, FAIL or SKIP) as the guest's go test -v printed it.
+func runInGuest(t *testing.T, pattern string, opts lab.Options) (*lab.Result, map[string]string) {
 	t.Helper()
 	if InGuest() {
 		t.Fatal("labtest.RunTest called inside the guest: guard the host side with labtest.InGuest()")
@@ -124,22 +157,47 @@ func RunTest(t *testing.T, opts lab.Options) *lab.Result {
 		env[k] = v
 	}
 	opts.Env = env
-	opts.Command = []string{guestBin, "-test.run", runPattern(t.Name()), "-test.v", "-test.count=1"}
+	opts.Command = []string{guestBin, "-test.run", pattern, "-test.v", "-test.count=1"}
 	if opts.Console == nil {
 		opts.Console = t.Output()
 	}
+	outcomes := &outcomeWriter{to: opts.Console, seen: map[string]string{}}
+	opts.Console = outcomes
 	if opts.OutDir == "" {
 		opts.OutDir = t.TempDir()
 	}
 	res, err := lab.Run(t.Context(), opts)
 	if err != nil {
-		t.Fatalf("running %s in the guest: %v", t.Name(), err)
+		t.Fatalf("running %s in the guest: %v", pattern, err)
 	}
 	t.Logf("labtest: guest boot %s, total %s", res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond))
 	if res.ExitCode != 0 {
-		t.Fatalf("%s failed in the guest (exit status %d); see the [guest] lines above", t.Name(), res.ExitCode)
+		t.Fatalf("guest tests %s failed (exit status %d); see the [guest] lines above", pattern, res.ExitCode)
 	}
-	return res
+	return res, outcomes.seen
+}
+
+// outcomeLine is go test -v's verdict line, possibly indented (subtests)
+// and behind the console prefix.
+var outcomeLine = regexp.MustCompile(`--- (PASS|FAIL|SKIP): (\S+) \(`)
+
+// outcomeWriter passes the console on and records each test's verdict.
+type outcomeWriter struct {
+	to    io.Writer
+	lines lab.LineBuffer
+	mu    sync.Mutex
+	seen  map[string]string
+}
+
+func (w *outcomeWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.lines.Feed(p, func(line string) {
+		if m := outcomeLine.FindStringSubmatch(line); m != nil {
+			w.seen[m[2]] = m[1]
+		}
+	})
+	w.mu.Unlock()
+	return w.to.Write(p)
 }
 
 // runPattern matches exactly one test or subtest: -test.run splits on "/"

@@ -1,0 +1,549 @@
+package enforcer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/testbed/workload"
+)
+
+// The TestGuestTopo* tests check the findings of issue 11 (starvation,
+// isolation, lifecycle) one by one, each against a stated bound. TestVM
+// runs them on 2 vCPUs (those that need more CPUs skip there),
+// TestVMTopology on 8 vCPUs in two sockets (two last-level caches).
+
+// needCPUs skips a test that needs more CPUs than this guest has; it runs
+// in TestVMTopology's boot.
+func needCPUs(t *testing.T, n int) int {
+	t.Helper()
+	if c := runtime.NumCPU(); c < n {
+		t.Skipf("needs %d CPUs, the guest has %d (runs under TestVMTopology)", n, c)
+	}
+	return runtime.NumCPU()
+}
+
+// sloFor gives cg an SLO in the attached scheduler's maps.
+func sloFor(t *testing.T, e *Enforcer, entries map[uint64]slomaps.Entry) slomaps.Maps {
+	t.Helper()
+	m, ok := e.Maps()
+	if !ok {
+		t.Fatal("scheduler not attached")
+	}
+	if err := m.SyncSLOs(entries); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func waitHog(t *testing.T, p *proc) workload.HogReport {
+	t.Helper()
+	var r workload.HogReport
+	if err := p.wait(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// exitRecord is what every issue-11 test reports about the scheduler's
+// life: the watchdog (error_stall) must never fire.
+func exitRecord(e *Enforcer) map[string]any {
+	ex := e.LastExit()
+	return map[string]any{"attached": e.Attached(), "exit_kind": ex.Kind, "exit_reason": ex.Reason,
+		"stall_exits": counterValue(e.metrics.exits.WithLabelValues("error_stall"))}
+}
+
+// TestGuestTopoPinnedBehindSLO (issue 11, defect 3): a best-effort task
+// pinned to CPU 0, like a per-CPU kthread, behind two SLO hogs pinned to
+// CPU 0, while best-effort hogs on every other CPU keep starting
+// best-effort work. Today's one global be_since is refreshed by those
+// other CPUs, so CPU 0 never hits the 40 ms best-effort bound, and only
+// rescue() (which needs a 500 ms wait, and runs on whichever CPU
+// dispatches first, once per 100 ms machine-wide) ever runs the pinned
+// task. Bound: its longest stretch without progress stays under 400 ms
+// (a per-CPU 40 ms bound plus TCG noise; under 500 ms is impossible for
+// rescue alone).
+func TestGuestTopoPinnedBehindSLO(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 2)
+	e := attached(t)
+	slo, be := newCgroup(t, "pinslo"), newCgroup(t, "pinbe")
+	sloFor(t, e, map[uint64]slomaps.Entry{slo.id: slomaps.NewEntry(uint64(5*time.Millisecond), 0.99, 1000, 0)})
+	run := map[string]string{"RUN_FOR": "4s"}
+	var sloHogs, others []*proc
+	for i := 0; i < 2; i++ {
+		sloHogs = append(sloHogs, startOn(t, "hog", slo, "0", run))
+	}
+	for c := 1; c < n; c++ {
+		others = append(others, startOn(t, "hog", be, strconv.Itoa(c), run))
+	}
+	pinned := startOn(t, "hog", be, "0", map[string]string{"RUN_FOR": "3s"})
+	pr := waitHog(t, pinned)
+	var otherGap int64
+	for _, p := range others {
+		otherGap = max(otherGap, waitHog(t, p).MaxGapNs)
+	}
+	var sloCPU int64
+	for _, p := range sloHogs {
+		sloCPU += waitHog(t, p).CPUNs
+	}
+	t.Logf("pinned best-effort task on CPU 0: chunks %d, cpu %s, max gap %s; best-effort hogs alone on CPUs 1..%d: max gap %s; SLO hogs on CPU 0 used %s",
+		pr.Chunks, time.Duration(pr.CPUNs), time.Duration(pr.MaxGapNs), n-1, time.Duration(otherGap), time.Duration(sloCPU))
+	writeResult(t, "topo_pinned_behind_slo", map[string]any{"cpus": n, "pinned": pr, "other_max_gap_ns": otherGap, "slo_cpu_ns": sloCPU, "scheduler": exitRecord(e)})
+	if pr.MaxGapNs > int64(400*time.Millisecond) {
+		t.Errorf("pinned best-effort task behind SLO work on its CPU went %s without running, want under 400 ms", time.Duration(pr.MaxGapNs))
+	}
+}
+
+// TestGuestTopoThrottledShare (issue 11, defect 2): a cgroup capped by
+// cpu.max at half a CPU, one hog in it, against more best-effort hogs
+// than CPUs in another cgroup of equal weight. By weight it could have a
+// whole CPU, so the cap decides: it should use about 0.5 CPU. Today a
+// throttled task is parked with virtual time = wall-clock now and keeps
+// it, so after its first throttle it queues behind all best-effort work
+// and runs only when rescued. Then the cap is lifted: the formerly
+// throttled task must get its share at once, not after every other task
+// catches up with its wall-clock virtual time. Bounds: ≥ 0.25 CPU
+// capped, ≥ 0.4 CPU after the cap is lifted (fair: up to 1).
+func TestGuestTopoThrottledShare(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 2)
+	e := attached(t)
+	limited, rival := newCgroup(t, "limited"), newCgroup(t, "rival")
+	limited.set(t, "cpu.max", "50000 100000")
+	hog := start(t, "hog", limited, map[string]string{"RUN_FOR": "6s"})
+	rivals := startHogs(t, n+2, 6*time.Second, rival)
+	time.Sleep(time.Second) // every hog started and the cap hit
+	u0 := usageUsec(t, limited)
+	time.Sleep(2 * time.Second)
+	u1 := usageUsec(t, limited)
+	limited.set(t, "cpu.max", "max")
+	time.Sleep(200 * time.Millisecond)
+	u2 := usageUsec(t, limited)
+	time.Sleep(1500 * time.Millisecond)
+	u3 := usageUsec(t, limited)
+	hr := waitHog(t, hog)
+	waitHogs(t, rivals)
+	st, _ := e.Stats()
+	capped := float64(u1-u0) / float64(2*time.Second)
+	freed := float64(u3-u2) / float64(1500*time.Millisecond)
+	t.Logf("cpu.max 0.5 CPU against %d rival hogs: %.2f CPU while capped, %.2f CPU after the cap was lifted; hog max gap %s; throttled %d, unthrottled %d, rescued %d",
+		n+2, capped, freed, time.Duration(hr.MaxGapNs), st["throttle"], st["unthrottle"], st["rescue"])
+	writeResult(t, "topo_throttled_share", map[string]any{"cpus": n, "capped_cpu": capped, "freed_cpu": freed, "hog": hr, "stats": st, "scheduler": exitRecord(e)})
+	if capped < 0.25 {
+		t.Errorf("cpu.max-limited cgroup got %.2f CPU under its 0.5 CPU cap with CPU to spare by weight, want ≥ 0.25", capped)
+	}
+	if freed < 0.4 {
+		t.Errorf("after its cap was lifted the formerly throttled task got %.2f CPU, want ≥ 0.4 (its fair share is up to 1)", freed)
+	}
+}
+
+// TestGuestTopoLoneTask (issue 11, defect 1): a task alone on its CPU
+// that calls sched_yield (its slice ends with nothing else runnable)
+// must keep running there. Today SCX_OPS_ENQ_LAST sends it through
+// ops.enqueue, which queues it in the shared queue and kicks only other
+// idle CPUs (this CPU's idle bit is still clear): pinned, it waits for
+// whatever next interrupts its idle CPU; unpinned, another CPU picks it
+// up. Bounds: pinned, 99% of yields return within 2 ms; unpinned, at
+// most 10% of yields move it to another CPU.
+func TestGuestTopoLoneTask(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 2)
+	e := attached(t)
+	cg := newCgroup(t, "lone")
+	const yields = 2000
+	var pinned, free YieldReport
+	if err := startOn(t, "yielder", cg, strconv.Itoa(n-1), map[string]string{"YIELDS": strconv.Itoa(yields)}).wait(&pinned); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(t, "yielder", cg, map[string]string{"YIELDS": strconv.Itoa(yields)}).wait(&free); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pinned to CPU %d: yield p50 %s p99 %s max %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
+		n-1, time.Duration(pinned.P50Ns), time.Duration(pinned.P99Ns), time.Duration(pinned.MaxNs),
+		time.Duration(free.P50Ns), time.Duration(free.P99Ns), free.Migrations, free.N)
+	writeResult(t, "topo_lone_task", map[string]any{"cpus": n, "pinned": pinned, "unpinned": free, "scheduler": exitRecord(e)})
+	if pinned.P99Ns > int64(2*time.Millisecond) {
+		t.Errorf("a lone pinned task's sched_yield p99 is %s, want ≤ 2 ms (its CPU idled while it waited)", time.Duration(pinned.P99Ns))
+	}
+	if free.Migrations > free.N/10 {
+		t.Errorf("a lone task moved CPU on %d of %d yields, want ≤ 10%%", free.Migrations, free.N)
+	}
+}
+
+// TestGuestTopoCpusetVictims (issue 11, defect 4): an SLO cgroup whose
+// tasks may only run on CPU 0 (a hog and a 2 ms probe, like a pod under
+// the static CPU manager) while best-effort hogs run on every other CPU.
+// Its tasks wake and requeue on CPU 0, which runs an SLO deadline, so
+// today's victim search picks a CPU running best-effort work, claims it
+// and kicks it with SCX_KICK_PREEMPT, though the task cannot run there.
+// A kick for a preemption whose victim is not the enqueuing CPU
+// (kick_preempt - preempt_local in the scheduler's stats) is such a kick
+// here: bound 0.
+func TestGuestTopoCpusetVictims(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 2)
+	e := attached(t)
+	pod, be := newCgroup(t, "cpusetpod"), newCgroup(t, "cpusetbe")
+	sloFor(t, e, map[uint64]slomaps.Entry{pod.id: slomaps.NewEntry(uint64(time.Millisecond), 0.99, 100, 0)})
+	run := map[string]string{"RUN_FOR": "3s"}
+	var others []*proc
+	for c := 1; c < n; c++ {
+		others = append(others, startOn(t, "hog", be, strconv.Itoa(c), run))
+	}
+	time.Sleep(300 * time.Millisecond) // best-effort hogs on their CPUs
+	before, err := e.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"kick_preempt", "preempt_local"} {
+		if _, ok := before[k]; !ok {
+			t.Fatalf("scheduler stats have no %q (renamed? this test counts remote preemption kicks with it): %v", k, before)
+		}
+	}
+	// Confine the pod with cpuset, as the static CPU manager does, so
+	// every task of it (launcher included) is allowed on CPU 0 only from
+	// its first wakeup.
+	if err := os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+cpuset"), 0o644); err != nil {
+		t.Fatalf("enabling the cpuset controller: %v", err)
+	}
+	pod.set(t, "cpuset.cpus", "0")
+	hog := start(t, "hog", pod, map[string]string{"RUN_FOR": "2s"})
+	probe := start(t, "probe", pod, map[string]string{"RUN_FOR": "2s", "PROBE_PERIOD": "2ms", "PROBE_WORK": "100us"})
+	var rep workload.ProbeReport
+	if err := probe.wait(&rep); err != nil {
+		t.Fatal(err)
+	}
+	waitHog(t, hog)
+	after, err := e.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHogs(t, [][]*proc{others})
+	kicks := after["kick_preempt"] - before["kick_preempt"]
+	local := after["preempt_local"] - before["preempt_local"]
+	remote := kicks - local
+	t.Logf("SLO tasks confined to CPU 0: %d preemption kicks, %d of CPU 0 itself, %d of CPUs they cannot use", kicks, local, remote)
+	writeResult(t, "topo_cpuset_victims", map[string]any{"cpus": n, "kick_preempt": kicks, "preempt_local": local, "remote": remote,
+		"probe": workload.Summarize(rep.LatenessNs, time.Millisecond), "scheduler": exitRecord(e)})
+	if remote != 0 {
+		t.Errorf("SLO tasks allowed only on CPU 0 claimed and kicked other CPUs %d times, want 0", remote)
+	}
+}
+
+// TestGuestTopoHotplug (issue 11, defect 6): taking the last CPU offline
+// and back online while attached (and hogs run everywhere) leaves the
+// scheduler attached: the same enable_seq, no exit. Today there is no
+// ops.cpu_online/cpu_offline, so the kernel ejects the scheduler at the
+// first hotplug event.
+func TestGuestTopoHotplug(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 2)
+	e := attached(t)
+	cg := newCgroup(t, "hotplug")
+	hogs := startHogs(t, 2*n, 3*time.Second, cg)
+	seq := enableSeq(t)
+	cpu := n - 1
+	online := fmt.Sprintf("/sys/devices/system/cpu/cpu%d/online", cpu)
+	setOnline := func(v string) {
+		if err := os.WriteFile(online, []byte(v), 0o644); err != nil {
+			t.Fatalf("writing %s to %s: %v", v, online, err)
+		}
+	}
+	t.Cleanup(func() { os.WriteFile(online, []byte("1"), 0o644) })
+	time.Sleep(300 * time.Millisecond) // hogs running
+	began := time.Now()
+	setOnline("0")
+	offAt := time.Since(began)
+	stateOff := schedExt(t, "state")
+	setOnline("1")
+	onAt := time.Since(began)
+	time.Sleep(500 * time.Millisecond) // an ejection is asynchronous (disable work)
+	waitHogs(t, hogs)
+	state, seqAfter := schedExt(t, "state"), enableSeq(t)
+	t.Logf("CPU %d offline after %s (state %q), online after %s; state now %q, enable_seq %d -> %d, exit %+v",
+		cpu, offAt, stateOff, onAt, state, seq, seqAfter, e.LastExit())
+	writeResult(t, "topo_hotplug", map[string]any{"cpus": n, "cpu": cpu, "state": state, "enable_seq": []uint64{seq, seqAfter}, "scheduler": exitRecord(e)})
+	if state != "enabled" || !e.Attached() || seqAfter != seq {
+		t.Errorf("after CPU %d went offline and online: state %q, attached %v, enable_seq %d -> %d, exit %+v; want the scheduler attached throughout",
+			cpu, state, e.Attached(), seq, seqAfter, e.LastExit())
+	}
+}
+
+// TestGuestTopoRTStrand (issue 11, defect 6, cpu_release): a SCHED_FIFO
+// task on CPU 1 spins 30 ms of every 40 ms; a best-effort probe allowed
+// on CPUs 1 and 2 (2 idle) wakes at the same period 2 ms earlier and
+// spins 5 ms, starting on CPU 1. The RT task preempts it, and the kernel
+// leaves it in CPU 1's local queue; without ops.cpu_release nobody moves
+// it, so it waits out the RT burst there, period after period, while CPU
+// 2 idles. Handed back (cpu_release before 7.1, SCX_ENQ_IMMED since),
+// it is re-enqueued and runs on CPU 2. Bound: at most a quarter of the
+// periods end on CPU 1.
+func TestGuestTopoRTStrand(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 3)
+	e := attached(t)
+	cg := newCgroup(t, "rtstrand")
+	rt := start(t, "rtspin", cg, map[string]string{"RUN_FOR": "3500ms", "RT_PERIOD": "40ms", "RT_BURST": "30ms", "RT_OFFSET": "2ms", "RT_CPU": "1"})
+	var rep StallReport
+	if err := start(t, "stallprobe", cg, map[string]string{"RUN_FOR": "3s", "PROBE_PERIOD": "40ms", "PROBE_WORK": "5ms", "PROBE_CPUS": "1,2"}).wait(&rep); err != nil {
+		t.Fatal(err)
+	}
+	var rr map[string]int
+	if err := rt.wait(&rr); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("probe (5 ms of work per 40 ms, CPUs 1-2) beside a FIFO task spinning 30 ms per 40 ms on CPU 1: done after p50 %s p90 %s max %s; %d of %d periods ended on CPU 1; RT bursts %d",
+		time.Duration(rep.P50Ns), time.Duration(rep.P90Ns), time.Duration(rep.MaxNs), rep.OnFirst, rep.N, rr["bursts"])
+	writeResult(t, "topo_rt_strand", map[string]any{"cpus": n, "probe": rep, "rt": rr, "scheduler": exitRecord(e)})
+	if rep.N < 10 {
+		t.Fatalf("probe ran only %d periods", rep.N)
+	}
+	// Stranded, the probe finishes on CPU 1 after every RT burst. Handed
+	// back, it moves to CPU 2 and finishes there; how soon is not a
+	// useful bound here: single-threaded TCG delivers the kick to CPU 2
+	// only when it switches vCPUs, which a spinning RT task delays.
+	if frac := float64(rep.OnFirst) / float64(rep.N); frac > 0.25 {
+		t.Errorf("%d of %d periods ended on CPU 1 (the RT task's), want at most 25%%: the probe waited behind the RT task in CPU 1's local queue while CPU 2 was free (p90 %s after its slot)", rep.OnFirst, rep.N, time.Duration(rep.P90Ns))
+	}
+}
+
+// TestGuestTopoManyCgroups (issue 11, defect 6): 20,000 cgroups created
+// while the scheduler runs all succeed. Today cgroup_init keeps per-cgroup
+// state in a hash of 16,384 entries and fails mkdir with ENOMEM once it
+// is full.
+func TestGuestTopoManyCgroups(t *testing.T) {
+	inGuest(t)
+	e := attached(t)
+	const n = 20000
+	var made []string
+	t.Cleanup(func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i])
+		}
+	})
+	began := time.Now()
+	var failed error
+	failedAt := -1
+	for i := 0; i < n; i++ {
+		p := filepath.Join("/sys/fs/cgroup", fmt.Sprintf("many%05d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			failed, failedAt = err, i
+			break
+		}
+		made = append(made, p)
+	}
+	took := time.Since(began)
+	t.Logf("created %d of %d cgroups in %s; first failure at %d: %v", len(made), n, took, failedAt, failed)
+	writeResult(t, "topo_many_cgroups", map[string]any{"cpus": runtime.NumCPU(), "created": len(made), "failed_at": failedAt,
+		"error": fmt.Sprint(failed), "took_ns": took, "scheduler": exitRecord(e)})
+	if failed != nil {
+		t.Errorf("mkdir of cgroup %d of %d failed: %v; want all to succeed", failedAt+1, n, failed)
+	}
+}
+
+// TestGuestTopoOverload (issue 11, defect 7): an SLO cgroup with four
+// spinning threads per CPU (all-SLO overload, every wait misses its
+// 10 ms budget) beside one best-effort hog pinned to each CPU.
+//
+//   - Best-effort progress per CPU: today best-effort work gets one slice
+//     per 40 ms for the whole machine, shared by all CPUs. Bound: every
+//     pinned hog gets ≥ 10% of its CPU (one 5 ms slice per 40 ms on each
+//     CPU is 12.5%).
+//   - Overload signal: today the bit is set only from completed waits, so
+//     it can never be seen set while the cgroup has no miss recorded. A
+//     SCHED_FIFO poller (not starved by the overload) reads the bit, then
+//     the miss count, every 100 us from the moment the load starts;
+//     bound: at least one reading has the bit set and no miss yet.
+func TestGuestTopoOverload(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 2)
+	e := attached(t)
+	slo, be := newCgroup(t, "allslo"), newCgroup(t, "allslobe")
+	const slot = 7
+	m := sloFor(t, e, map[uint64]slomaps.Entry{slo.id: slomaps.NewEntry(uint64(10*time.Millisecond), 0.99, 1000, slot)})
+	var pinned []*proc
+	for c := 0; c < n; c++ {
+		pinned = append(pinned, startOn(t, "hog", be, strconv.Itoa(c), map[string]string{"RUN_FOR": "5s"}))
+	}
+	time.Sleep(500 * time.Millisecond) // pinned hogs running
+	cmd, err := workload.CommandWith("hog", slo.fd, 4*n, map[string]string{"RUN_FOR": "4s", "HOG_THREADS": strconv.Itoa(4 * n)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := &proc{cmd: cmd}
+	cmd.Stdout = &load.out
+	sig := make(chan bitVsMiss, 1)
+	go func() { sig <- pollBitVsMiss(m, slo.id, slot, 3*time.Second) }()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bv := <-sig
+	var shares []float64
+	minShare := 1.0
+	for c, p := range pinned {
+		r := waitHog(t, p)
+		s := float64(r.CPUNs) / float64(5*time.Second)
+		shares = append(shares, s)
+		if s < minShare {
+			minShare = s
+		}
+		t.Logf("CPU %d: pinned best-effort hog used %.3f of it, max gap %s", c, s, time.Duration(r.MaxGapNs))
+	}
+	waitHog(t, load)
+	st, _ := e.Stats()
+	t.Logf("overload bit: %s", bv)
+	writeResult(t, "topo_overload", map[string]any{"cpus": n, "be_shares": shares, "min_share": minShare, "signal": bv, "stats": st, "scheduler": exitRecord(e)})
+	if minShare < 0.10 {
+		t.Errorf("under all-SLO overload a best-effort hog pinned to its CPU got %.3f of it (least of %d CPUs), want ≥ 0.10 on every CPU", minShare, n)
+	}
+	if bv.Err != "" {
+		t.Fatalf("polling the overload bit: %s", bv.Err)
+	}
+	if !bv.BitBeforeMiss {
+		t.Errorf("the overload bit was never seen set before the cgroup's first completed over-budget wait (%s)", bv)
+	}
+}
+
+// bitVsMiss is what the overload poller saw.
+type bitVsMiss struct {
+	BitBeforeMiss bool   `json:"bit_before_miss"` // a reading with the bit set and no miss recorded
+	BitAfterNs    int64  `json:"bit_after_ns"`    // first reading with the bit set, -1 if none
+	MissAfterNs   int64  `json:"miss_after_ns"`   // first reading with a miss, -1 if none
+	MissesAtBit   uint64 `json:"misses_at_bit"`
+	Polls         int    `json:"polls"`
+	Err           string `json:"err,omitempty"`
+}
+
+func (b bitVsMiss) String() string {
+	return fmt.Sprintf("bit first seen after %s with %d misses recorded, first miss seen after %s, %d polls",
+		time.Duration(b.BitAfterNs), b.MissesAtBit, time.Duration(b.MissAfterNs), b.Polls)
+}
+
+// pollBitVsMiss polls, as a SCHED_FIFO thread, the overload bit and then
+// the cgroup's miss count until both have been seen or within passes.
+func pollBitVsMiss(m slomaps.Maps, id uint64, slot uint32, within time.Duration) (b bitVsMiss) {
+	runtime.LockOSThread() // the thread exits with the goroutine: its policy goes with it
+	b.BitAfterNs, b.MissAfterNs = -1, -1
+	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 40}, 0); err != nil {
+		b.Err = "SCHED_FIFO: " + err.Error()
+		return b
+	}
+	began := workload.MonotonicNs()
+	for workload.MonotonicNs()-began < int64(within) && (b.BitAfterNs < 0 || b.MissAfterNs < 0) {
+		b.Polls++
+		on, err := m.Overloaded(slot)
+		if err != nil {
+			b.Err = err.Error()
+			return b
+		}
+		misses, err := missesOf(m, id)
+		if err != nil {
+			b.Err = err.Error()
+			return b
+		}
+		now := workload.MonotonicNs() - began
+		if on && b.BitAfterNs < 0 {
+			b.BitAfterNs, b.MissesAtBit = now, misses
+			b.BitBeforeMiss = misses == 0
+		}
+		if misses > 0 && b.MissAfterNs < 0 {
+			b.MissAfterNs = now
+		}
+		workload.SleepUntil(workload.MonotonicNs() + int64(100*time.Microsecond))
+	}
+	return b
+}
+
+// missesOf reads one cgroup's miss count (one map lookup: the poll must
+// stay fast however many cgroups the map holds).
+func missesOf(m slomaps.Maps, id uint64) (uint64, error) {
+	s, ok, err := m.StatsOf(id)
+	if err != nil || !ok {
+		return 0, err
+	}
+	return s.Misses, nil
+}
+
+// TestGuestTopoSysRq (issue 11, defect 9): SysRq-S, the operator's
+// emergency "back to the default scheduler", disables the scheduler
+// (exit kind sysrq). The enforcer's re-attach policy is fixed
+// separately; this test asserts the kernel side and records what the
+// enforcer did within 3 s (today it re-attaches after its backoff).
+func TestGuestTopoSysRq(t *testing.T) {
+	inGuest(t)
+	e := startEnforcer(t, Options{Logger: testLogger(t), Backoff: time.Second, Poll: 50 * time.Millisecond})
+	defer e.Stop()
+	waitState(t, "enabled", 5*time.Second)
+	seq := enableSeq(t)
+	if err := os.WriteFile("/proc/sysrq-trigger", []byte("S"), 0o200); err != nil {
+		t.Fatalf("SysRq-S: %v", err)
+	}
+	waitState(t, "disabled", 900*time.Millisecond) // before the enforcer's 1 s backoff
+	waitFor(t, "the enforcer to record the exit", 2*time.Second, func() bool { return e.LastExit().Kind != "" })
+	ex := e.LastExit()
+	time.Sleep(3 * time.Second) // the enforcer's backoff and then some
+	reattached, seqAfter := e.Attached(), enableSeq(t)
+	t.Logf("SysRq-S: exit kind %q (%s); 3 s later the enforcer has attached=%v, enable_seq %d -> %d, attach attempts ok=%v",
+		ex.Kind, ex.Reason, reattached, seq, seqAfter, counterValue(e.metrics.attempts.WithLabelValues("ok")))
+	writeResult(t, "topo_sysrq", map[string]any{"exit_kind": ex.Kind, "exit_reason": ex.Reason, "enforcer_reattached": reattached, "enable_seq": []uint64{seq, seqAfter}})
+	if ex.Kind != "sysrq" {
+		t.Errorf("exit kind after SysRq-S %q, want sysrq", ex.Kind)
+	}
+	if strings.TrimSpace(ex.Reason) == "" {
+		t.Error("no exit reason recorded")
+	}
+	if reattached || seqAfter != seq {
+		t.Errorf("after SysRq-S the enforcer re-attached (attached=%v, enable_seq %d -> %d), want it to stay detached", reattached, seq, seqAfter)
+	}
+	// A restarted exporter must not attach either, until `scx-slo detach`.
+	e.Stop()
+	again, err := New(Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Start(t.Context()); !errors.Is(err, ErrDetachedForGood) {
+		again.Stop()
+		t.Errorf("a new enforcer after SysRq-S: Start = %v, want ErrDetachedForGood", err)
+	}
+	if err := Detach(""); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if kind, ok := detachedMark(DefaultPinDir); ok {
+		t.Errorf("Detach left the detached-for-good mark (%s)", kind)
+	}
+}
+
+// TestGuestTopoLLCs: the topology boot really has two last-level caches
+// (qemu reports an L3 per socket), so per-LLC code paths are exercised.
+func TestGuestTopoLLCs(t *testing.T) {
+	inGuest(t)
+	n := needCPUs(t, 8)
+	domains := map[string]bool{}
+	for c := 0; c < n; c++ {
+		dirs, _ := filepath.Glob(fmt.Sprintf("/sys/devices/system/cpu/cpu%d/cache/index*", c))
+		best, shared := 0, ""
+		for _, d := range dirs {
+			lv, _ := os.ReadFile(filepath.Join(d, "level"))
+			l, _ := strconv.Atoi(strings.TrimSpace(string(lv)))
+			if l > best {
+				s, _ := os.ReadFile(filepath.Join(d, "shared_cpu_list"))
+				best, shared = l, strings.TrimSpace(string(s))
+			}
+		}
+		domains[shared] = true
+	}
+	t.Logf("%d CPUs, last-level cache domains %v", n, domains)
+	if len(domains) < 2 {
+		t.Errorf("last-level cache domains %v, want at least 2 in the topology boot", domains)
+	}
+}
