@@ -120,6 +120,7 @@ func guestKeepPinnedReadopt(t *testing.T) {
 	waitAttached(t, e)
 	seq := schedExtFile(t, "enable_seq")
 	waitSLOEntry(t, e, first, 2*time.Millisecond)
+	last := first
 
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		stopExporter(t, e, sig)
@@ -140,8 +141,45 @@ func guestKeepPinnedReadopt(t *testing.T) {
 			t.Errorf("after %v: the new exporter did not log a re-adoption:\n%s", sig, e.Log())
 		}
 		waitSLOEntry(t, e, cg, budget)
+		last = cg
 	}
+
+	// `scx-slo detach` under the running exporter: the enforcer reports
+	// the detach, and the exporter publishes its tracer's maps again (the
+	// re-adopted scheduler's are gone) with its config in them.
+	adopted := pinnedMapID(t, filepath.Join(enforcer.DefaultPinDir, "slos"))
+	if err := enforcer.Detach(enforcer.DefaultPinDir); err != nil {
+		t.Fatal(err)
+	}
+	waitExporter(t, e, "observe mode after the detach", 30*time.Second, func() bool {
+		v, ok := scrapeValue(e, "scx_slo_mode", map[string]string{"mode": "observe"})
+		return ok && v == 1
+	})
+	waitExporter(t, e, "the tracer's maps published with the config", 30*time.Second, func() bool {
+		pub, err := ebpf.LoadPinnedMap(filepath.Join(overload.DefaultDir, overload.SLOsPin), nil)
+		if err != nil {
+			return false
+		}
+		defer pub.Close()
+		id, err := mapID(pub)
+		var ent slomaps.Entry
+		return err == nil && id != adopted && pub.Lookup(last.id, &ent) == nil
+	})
 	stopExporter(t, e, syscall.SIGTERM)
+}
+
+func pinnedMapID(t *testing.T, pin string) ebpf.MapID {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	id, err := mapID(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // guestCg is a cgroup made for a guest test.
