@@ -248,7 +248,8 @@ func (e *Enforcer) LastExit() ExitInfo {
 }
 
 // adoptPinned takes over a pinned scheduler that is still enabled and
-// reports whether it did; unusable pins are removed.
+// reports whether it did; unusable pins are removed, and a scheduler they
+// kept alive is given time to go before we attach.
 func (e *Enforcer) adoptPinned() bool {
 	in, err := adopt(e.opts.PinDir)
 	switch {
@@ -262,11 +263,34 @@ func (e *Enforcer) adoptPinned() bool {
 		in.close()
 		unpin(e.opts.PinDir)
 	case errors.Is(err, os.ErrNotExist):
+		// No link pinned; maps pinned by a process killed before it pinned
+		// the link would make our own pinning fail.
+		unpin(e.opts.PinDir)
 	default:
 		level.Warn(e.opts.Logger).Log("msg", "ignoring unusable pins", "pin_dir", e.opts.PinDir, "err", err)
 		unpin(e.opts.PinDir)
 	}
+	e.waitSchedExtIdle()
 	return false
+}
+
+// schedExtSettle bounds how long attaching waits for a scheduler that is
+// going away (its last link reference just dropped) to be gone.
+const schedExtSettle = 5 * time.Second
+
+// waitSchedExtIdle waits, boundedly, while sched_ext is disabling or still
+// runs a scheduler of ours nobody holds any more; attaching then would
+// fail with EBUSY.
+func (e *Enforcer) waitSchedExtIdle() {
+	deadline := time.Now().Add(schedExtSettle)
+	for time.Now().Before(deadline) {
+		state := readTrim(filepath.Join(e.opts.SchedExtDir, "state"))
+		ops := readTrim(filepath.Join(e.opts.SchedExtDir, "root", "ops"))
+		if state != "disabling" && !(state == "enabled" && ops == scheduler.OpsName) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (e *Enforcer) attach() error {

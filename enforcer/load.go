@@ -192,21 +192,24 @@ func attach(spec *ebpf.CollectionSpec, shared slomaps.Maps) (*instance, error) {
 	return in, nil
 }
 
-// pin makes the instance outlive this process.
+// pin makes the instance outlive this process. The scheduler's link goes
+// last: until it is pinned, our death detaches the scheduler; once it is,
+// every pin adopt needs is there. A kill half-way thus leaves either the
+// default scheduler or a scheduler the next process can re-adopt.
 func (in *instance) pin(dir string) error {
 	if err := pindir.Prepare("--enforce.pin-dir", dir); err != nil {
 		return err
 	}
-	if err := in.ops.Pin(filepath.Join(dir, pinLink)); err != nil {
-		return fmt.Errorf("pinning the scheduler link in %s (is bpffs mounted?): %w", dir, err)
+	for name, m := range pinFiles(&in.maps) {
+		if err := (*m).Pin(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("pinning the scheduler's maps in %s (is bpffs mounted?): %w", dir, err)
+		}
 	}
 	if err := in.rmdir.Pin(filepath.Join(dir, pinRmdirLink)); err != nil {
 		return err
 	}
-	for name, m := range pinFiles(&in.maps) {
-		if err := (*m).Pin(filepath.Join(dir, name)); err != nil {
-			return err
-		}
+	if err := in.ops.Pin(filepath.Join(dir, pinLink)); err != nil {
+		return fmt.Errorf("pinning the scheduler link in %s: %w", dir, err)
 	}
 	return nil
 }

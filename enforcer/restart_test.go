@@ -19,7 +19,7 @@ func TestRestartPolicy(t *testing.T) {
 			{ExitInfo{Kind: "error", Code: ecodeActRestart}, 2 * time.Second, true, false},
 			{ExitInfo{Kind: "error", Code: ecodeActRestart}, 3 * time.Second, true, false},
 		},
-		"sysrq stops for good": {{ExitInfo{Kind: "sysrq"}, 0, false, true}},
+		"sysrq stops for good":               {{ExitInfo{Kind: "sysrq"}, 0, false, true}},
 		"detach from outside stays detached": {{ExitInfo{Kind: "unreg"}, 0, false, false}},
 		"second stall stops for good": {
 			{ExitInfo{Kind: "error_stall"}, 0, true, false},

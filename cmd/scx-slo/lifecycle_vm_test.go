@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,6 +46,20 @@ func TestEnforceLifecycleInVM(t *testing.T) {
 	}
 	t.Run("ServesDuringGuardBaseline", guestServesDuringGuardBaseline)
 	t.Run("KeepPinnedReadopt", guestKeepPinnedReadopt)
+}
+
+// TestEnforceChaosInVM: SIGKILL of the exporter at random moments never
+// leaves the node stuck (guestChaosKill).
+func TestEnforceChaosInVM(t *testing.T) {
+	if !labtest.InGuest() {
+		labtest.RunTest(t, lab.Options{
+			Files:   []lab.Copy{{Host: exportertest.Binary(t), Guest: guestExporter}},
+			Env:     map[string]string{exportertest.BinaryEnv: guestExporter},
+			Timeout: 6 * time.Minute,
+		})
+		return
+	}
+	guestChaosKill(t)
 }
 
 // guestServesDuringGuardBaseline: with a long guard baseline the exporter
@@ -103,6 +120,7 @@ func guestKeepPinnedReadopt(t *testing.T) {
 	waitAttached(t, e)
 	seq := schedExtFile(t, "enable_seq")
 	waitSLOEntry(t, e, first, 2*time.Millisecond)
+	last := first
 
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		stopExporter(t, e, sig)
@@ -123,8 +141,45 @@ func guestKeepPinnedReadopt(t *testing.T) {
 			t.Errorf("after %v: the new exporter did not log a re-adoption:\n%s", sig, e.Log())
 		}
 		waitSLOEntry(t, e, cg, budget)
+		last = cg
 	}
+
+	// `scx-slo detach` under the running exporter: the enforcer reports
+	// the detach, and the exporter publishes its tracer's maps again (the
+	// re-adopted scheduler's are gone) with its config in them.
+	adopted := pinnedMapID(t, filepath.Join(enforcer.DefaultPinDir, "slos"))
+	if err := enforcer.Detach(enforcer.DefaultPinDir); err != nil {
+		t.Fatal(err)
+	}
+	waitExporter(t, e, "observe mode after the detach", 30*time.Second, func() bool {
+		v, ok := scrapeValue(e, "scx_slo_mode", map[string]string{"mode": "observe"})
+		return ok && v == 1
+	})
+	waitExporter(t, e, "the tracer's maps published with the config", 30*time.Second, func() bool {
+		pub, err := ebpf.LoadPinnedMap(filepath.Join(overload.DefaultDir, overload.SLOsPin), nil)
+		if err != nil {
+			return false
+		}
+		defer pub.Close()
+		id, err := mapID(pub)
+		var ent slomaps.Entry
+		return err == nil && id != adopted && pub.Lookup(last.id, &ent) == nil
+	})
 	stopExporter(t, e, syscall.SIGTERM)
+}
+
+func pinnedMapID(t *testing.T, pin string) ebpf.MapID {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	id, err := mapID(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // guestCg is a cgroup made for a guest test.
@@ -273,5 +328,199 @@ func stopExporter(t *testing.T, e *exportertest.Exporter, sig syscall.Signal) {
 	}
 	if _, ok := e.Wait(30 * time.Second); !ok {
 		t.Fatalf("exporter still running 30 s after %v\n%s", sig, e.Log())
+	}
+}
+
+// guestChaosKill SIGKILLs a --enforce.keep-pinned exporter at random
+// moments: while it attaches a fresh scheduler, while it re-adopts and
+// re-publishes a pinned one, when idle, and right after a config reload.
+// After each kill a task keeps making progress, the kernel runs either our
+// scheduler (which the next exporter re-adopts without a new enable_seq)
+// or the default one (which the next exporter replaces), and the last
+// exporter ends up attached with the current config. It runs for a
+// wall-clock budget (at least minKills kills however slow the guest);
+// $SCX_SLO_CHAOS_SEED replays a run. The random sleeps pick the moment
+// of each kill; they synchronise nothing.
+func guestChaosKill(t *testing.T) {
+	const budget, minKills, maxKills = 40 * time.Second, 3, 30
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("SCX_SLO_CHAOS_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.Fatalf("SCX_SLO_CHAOS_SEED=%q: %v", s, err)
+		}
+	}
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("chaos seed %d (SCX_SLO_CHAOS_SEED replays it)", seed)
+
+	cg := guestCgroup(t, "chaos")
+	cfg := filepath.Join(t.TempDir(), "slo.yaml")
+	budgetMs := 2
+	writeBudget := func() {
+		writeSLO(t, cfg, fmt.Sprintf("slos:\n  - cgroup: %s\n    latencyBudget: %dms\n", cg.path, budgetMs))
+	}
+	writeBudget()
+	progress := startTicker(t, cg)
+	args := []string{"--enforce", "--enforce.keep-pinned", "--enforce.guard-baseline=0", "--slo.resync-interval=200ms", "--slo.config-file=" + cfg}
+	t.Cleanup(func() { enforcer.Detach(enforcer.DefaultPinDir) })
+
+	outcomes := map[string]int{}
+	began := time.Now()
+	kills := 0
+	for ; kills < maxKills && (kills < minKills || time.Since(began) < budget); kills++ {
+		// Now and then start from the default scheduler, so that fresh
+		// attaches get killed too, not only re-adoptions.
+		if rng.Intn(3) == 0 {
+			if err := enforcer.Detach(enforcer.DefaultPinDir); err != nil {
+				t.Fatalf("kill %d: detach: %v", kills, err)
+			}
+			waitSchedState(t, "disabled")
+		}
+		pinned := schedExtFile(t, "state") == "enabled"
+		seq := schedExtFile(t, "enable_seq")
+		started := time.Now()
+		e := exportertest.StartNoWait(t, args...)
+		var moment string
+		switch rng.Intn(3) {
+		case 0: // attach or re-adoption and re-pin, which begin once it serves
+			waitLog(t, e, "Listening on")
+			moment = "attach"
+			if pinned {
+				moment = "re-adoption and re-pin"
+			}
+			time.Sleep(time.Duration(rng.Intn(2500)) * time.Millisecond)
+		case 1:
+			waitAttachedLog(t, e)
+			checkReadopted(t, kills, e, pinned, seq)
+			moment = "idle, attached"
+			time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
+		default:
+			waitAttachedLog(t, e)
+			checkReadopted(t, kills, e, pinned, seq)
+			budgetMs = 1 + budgetMs%5
+			writeBudget()
+			if err := e.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			moment = "config reload"
+			time.Sleep(time.Duration(rng.Intn(400)) * time.Millisecond)
+		}
+		stopExporter(t, e, syscall.SIGKILL)
+		state := waitSchedSettled(t)
+		if state == "enabled" {
+			if ops := schedExtFile(t, "root/ops"); !strings.HasPrefix(ops, "scx_slo") {
+				t.Fatalf("kill %d: sched_ext runs %q after the kill, want scx_slo or the default scheduler", kills, ops)
+			}
+		}
+		progress.wantAdvance(t, fmt.Sprintf("kill %d (during %s, sched_ext %s)", kills, moment, state))
+		left := map[string]string{"enabled": "scheduler left attached", "disabled": "default scheduler"}[state]
+		outcomes["during "+moment+" -> "+left]++
+		t.Logf("chaos: kill %d during %s, %s after start: %s", kills, moment, time.Since(started).Round(time.Millisecond), left)
+	}
+
+	// One last exporter: it must end up attached (re-adopting what the
+	// last kill left) with the latest config.
+	pinned := schedExtFile(t, "state") == "enabled"
+	seq := schedExtFile(t, "enable_seq")
+	e := exportertest.StartNoWait(t, args...)
+	waitAttached(t, e)
+	checkReadopted(t, kills, e, pinned, seq)
+	waitSLOEntry(t, e, cg, time.Duration(budgetMs)*time.Millisecond)
+	progress.wantAdvance(t, "the end")
+	stopExporter(t, e, syscall.SIGTERM)
+
+	t.Logf("chaos: %d kills in %s, then a clean start re-adopted=%v", kills, time.Since(began).Round(time.Second), pinned)
+	for o, n := range outcomes {
+		t.Logf("chaos: %3d × killed %s", n, o)
+	}
+}
+
+// waitLog waits until the exporter's log contains line.
+func waitLog(t *testing.T, e *exportertest.Exporter, line string) {
+	t.Helper()
+	waitExporter(t, e, "log line "+strconv.Quote(line), 90*time.Second, func() bool { return strings.Contains(e.Log(), line) })
+}
+
+// waitAttachedLog is waitAttached without scraping (scrapes are slow
+// under TCG): the enforcer's log line and the kernel's state.
+func waitAttachedLog(t *testing.T, e *exportertest.Exporter) {
+	t.Helper()
+	waitExporter(t, e, "the scheduler attached", 90*time.Second, func() bool {
+		l := e.Log()
+		if strings.Contains(l, "observing only") {
+			t.Fatalf("the exporter fell back to observing:\n%s", l)
+		}
+		return (strings.Contains(l, "scheduler attached") || strings.Contains(l, "re-adopted the pinned scheduler")) &&
+			schedExtFile(t, "state") == "enabled"
+	})
+}
+
+// checkReadopted: when a scheduler was left attached before e started, e
+// must have adopted that one (same enable_seq), not replaced it.
+func checkReadopted(t *testing.T, kill int, e *exportertest.Exporter, pinned bool, seq string) {
+	t.Helper()
+	if !pinned {
+		return
+	}
+	if got := schedExtFile(t, "enable_seq"); got != seq || !strings.Contains(e.Log(), "re-adopted the pinned scheduler") {
+		t.Fatalf("after kill %d: a scheduler was left attached (enable_seq %s) but the new exporter did not re-adopt it (enable_seq now %s)\n%s", kill, seq, got, e.Log())
+	}
+}
+
+// waitSchedSettled waits out sched_ext's transitional states and returns
+// enabled or disabled.
+func waitSchedSettled(t *testing.T) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := schedExtFile(t, "state")
+		if s == "enabled" || s == "disabled" {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sched_ext state still %q 10 s after the kill", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitSchedState(t *testing.T, want string) {
+	t.Helper()
+	if s := waitSchedSettled(t); s != want {
+		t.Fatalf("sched_ext state %q, want %q", s, want)
+	}
+}
+
+// ticker is a shell loop in a cgroup that counts its wakeups into a file.
+type ticker struct{ file string }
+
+func startTicker(t *testing.T, cg guestCg) *ticker {
+	t.Helper()
+	tk := &ticker{file: filepath.Join(t.TempDir(), "ticks")}
+	script := fmt.Sprintf(`echo $$ > /sys/fs/cgroup%s/cgroup.procs; i=0; while :; do i=$((i+1)); echo $i > %s; usleep 5000; done`, cg.path, tk.file)
+	cmd := exec.Command("/bin/sh", "-c", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return tk
+}
+
+func (tk *ticker) count() int {
+	b, _ := os.ReadFile(tk.file)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// wantAdvance fails unless the ticker makes progress within 5 s.
+func (tk *ticker) wantAdvance(t *testing.T, when string) {
+	t.Helper()
+	from := tk.count()
+	deadline := time.Now().Add(5 * time.Second)
+	for tk.count() <= from {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the ticker task made no progress in 5 s (stuck at %d)", when, from)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
