@@ -66,9 +66,12 @@ func (c *scxCollector) Update(out *Series) error {
 	return err
 }
 
-func b2f(b bool) float64 {
+// BoolValue is a boolean as a Prometheus gauge value: 1 or 0.
+func BoolValue(b bool) float64 {
 	if b {
 		return 1
 	}
 	return 0
 }
+
+var b2f = BoolValue

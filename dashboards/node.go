@@ -97,8 +97,9 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 		WithPanel(timeSeries("Dropped events and series", "scx_slo_runqueue_dropped_events_total: events the BPF side could not record, by reason; non-zero means latency data undercounts. scx_slo_scrape_dropped_series_total: series a collector dropped (a cgroup label colliding after escaping, or rejected by the client library), by collector.", "ops", third,
 			q{`sum by (instance, reason) (rate(scx_slo_runqueue_dropped_events_total{` + selNode + `}` + rate + `))`, "{{instance}} {{reason}}"},
 			q{`sum by (instance, collector) (rate(scx_slo_scrape_dropped_series_total{` + selNode + `}` + rate + `))`, "{{instance}} {{collector}} series"})).
-		WithPanel(timeSeries("Tracked cgroups", "scx_slo_runqueue_tracked_cgroups: cgroups with an entry in the BPF map.", "short", third,
-			q{`scx_slo_runqueue_tracked_cgroups{` + selNode + `}`, "{{instance}}"})).
+		WithPanel(timeSeries("Tracked cgroups", "scx_slo_runqueue_tracked_cgroups: cgroups with an entry in the BPF map. scx_slo_cgroups_without_slot: cgroups under an SLO that got no overload slot (neither judged nor enforced; above 0 for long fires ScxSloSlotsExhausted).", "short", third,
+			q{`scx_slo_runqueue_tracked_cgroups{` + selNode + `}`, "{{instance}}"},
+			q{`scx_slo_cgroups_without_slot{` + selNode + `}`, "{{instance}} without slot"})).
 		WithPanel(stateTimeline("SLO config reloads", "scx_slo_config_last_reload_successful: whether the last reload of the SLO config was accepted.", third,
 			yesNo("rejected", "ok"),
 			q{`scx_slo_config_last_reload_successful{` + selNode + `}`, "{{instance}}"})).

@@ -11,6 +11,7 @@ import (
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // TestGuardBaselineFromTracer measures the guard's observe-mode baseline
@@ -21,12 +22,7 @@ import (
 func TestGuardBaselineFromTracer(t *testing.T) {
 	exportertest.RequireRoot(t)
 	hier, err := cgroupfs.Detect("/sys/fs/cgroup", "v2")
-	if err != nil {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	needs.Part(t, "the cgroup2 hierarchy", err)
 	tr, err := runqueue.Load(runqueue.Options{Hierarchy: hier})
 	if err != nil {
 		t.Fatal(err)

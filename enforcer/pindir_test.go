@@ -6,28 +6,18 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/pindir"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // TestPinRefusesForeignDir: pinning the scheduler into a --enforce.pin-dir
 // another user created first fails before anything is pinned there.
 func TestPinRefusesForeignDir(t *testing.T) {
-	var st unix.Statfs_t
-	if os.Geteuid() != 0 || unix.Statfs("/sys/fs/bpf", &st) != nil || st.Type != unix.BPF_FS_MAGIC {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatal("SCX_SLO_LAB_REQUIRED is set: needs root and bpffs at /sys/fs/bpf")
-		}
-		t.Skip("needs root and bpffs at /sys/fs/bpf")
-	}
-	dir := fmt.Sprintf("/sys/fs/bpf/scx-slo-enforcer-test-%d", time.Now().UnixNano())
+	dir := needs.BPFFSDir(t, "scx-slo-enforcer-test")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chown(dir, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}

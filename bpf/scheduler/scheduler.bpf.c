@@ -128,8 +128,9 @@
  * ops.running, or at ops.quiescent if the task leaves without running.
  * It is recorded with slo_account.h into the same maps, with the same
  * meaning, as the observe-mode tracer (bpf/runqueue). The overload bit is
- * also set at enqueue when the domain's SLO head is already past its
- * deadline: the queue says "late" before the late task has run.
+ * also set, at enqueue and at every tick, when the domain's SLO head has
+ * already waited longer than its budget: the queue says "late" before the
+ * late task has run.
  */
 #include "sched_ext.h"
 #include "slo_account.h"
@@ -1092,6 +1093,8 @@ void BPF_STRUCT_OPS(slo_tick, struct task_struct *p)
 		scx_bpf_error_bstr(fmt, data, sizeof(data));
 		return;
 	}
+	/* Every tick, not only at enqueue: a late head is flagged while it waits. */
+	flag_late_head(SLO_DSQ(dom_of(bpf_get_smp_processor_id())), scx_bpf_now());
 	c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
 	if (!c || !c->quota_ns)
 		return;

@@ -12,6 +12,7 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scx-slo/scx-slo/collector"
 	"github.com/scx-slo/scx-slo/enforcer"
 	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
@@ -185,8 +186,8 @@ func (e *enforcerState) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (e *enforcerState) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(e.requestedDesc, prometheus.GaugeValue, b2f(e.requested))
-	ch <- prometheus.MustNewConstMetric(e.attachedDesc, prometheus.GaugeValue, b2f(e.attached()))
+	ch <- prometheus.MustNewConstMetric(e.requestedDesc, prometheus.GaugeValue, collector.BoolValue(e.requested))
+	ch <- prometheus.MustNewConstMetric(e.attachedDesc, prometheus.GaugeValue, collector.BoolValue(e.attached()))
 	if e.enf != nil {
 		e.enf.Collect(ch)
 	}
@@ -197,8 +198,8 @@ func modeCollector(e *enforcerState) prometheus.Collector {
 	desc := prometheus.NewDesc("scx_slo_mode", "1 for the exporter's current mode.", []string{"mode"}, nil)
 	return collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
 		on := e.attached()
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, b2f(!on), "observe")
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, b2f(on), "enforce")
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, collector.BoolValue(!on), "observe")
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, collector.BoolValue(on), "enforce")
 	}}
 }
 
@@ -209,10 +210,3 @@ type collectorFunc struct {
 
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}

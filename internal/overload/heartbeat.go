@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/scx-slo/scx-slo/internal/monoclock"
 	"github.com/scx-slo/scx-slo/internal/pindir"
 )
 
@@ -100,11 +101,7 @@ func (h *Heartbeat) Stop() {
 	h.m.Close()
 }
 
-func monotonicNs() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+var monotonicNs = monoclock.Now
 
 // pinFresh pins m as dir/name, replacing what is there.
 func pinFresh(dir, name string, m *ebpf.Map) error {

@@ -4,36 +4,20 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // pinRoot returns a fresh directory path under the host's bpffs, or skips
 // (fails under SCX_SLO_LAB_REQUIRED=1) without root or bpffs.
 func pinRoot(t testing.TB) string {
 	t.Helper()
-	var st unix.Statfs_t
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "needs root for BPF maps"
-	case unix.Statfs("/sys/fs/bpf", &st) != nil || st.Type != unix.BPF_FS_MAGIC:
-		why = "bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)"
-	}
-	if why != "" {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatalf("SCX_SLO_LAB_REQUIRED is set: %s", why)
-		}
-		t.Skip(why)
-	}
-	dir := fmt.Sprintf("/sys/fs/bpf/scx-slo-overload-test-%d", time.Now().UnixNano())
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
+	return needs.BPFFSDir(t, "scx-slo-overload-test")
 }
 
 // exporterMaps stands in for a judging program's two maps: cgroup id ->

@@ -2,13 +2,13 @@ package overload
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
+
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // TestPublisherLeavesOtherPinsInPlace: publishing maps the enforcer has
@@ -97,17 +97,9 @@ func newMaps(t *testing.T) *ebpf.Map {
 // (fails instead under SCX_SLO_LAB_REQUIRED=1).
 func bpffsDir(t *testing.T) string {
 	t.Helper()
-	var st unix.Statfs_t
-	if os.Geteuid() != 0 || unix.Statfs("/sys/fs/bpf", &st) != nil || st.Type != unix.BPF_FS_MAGIC {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatal("needs root and bpffs at /sys/fs/bpf")
-		}
-		t.Skip("needs root and bpffs at /sys/fs/bpf")
-	}
-	dir := fmt.Sprintf("/sys/fs/bpf/scx-slo-publisher-test-%d", os.Getpid())
+	dir := needs.BPFFSDir(t, "scx-slo-publisher-test")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }

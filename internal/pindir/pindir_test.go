@@ -7,32 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/scx-slo/scx-slo/internal/testbed/needs"
 )
 
 // bpffsRoot returns a fresh path under the host's bpffs, or skips (fails
 // under SCX_SLO_LAB_REQUIRED=1) without root or bpffs: chown needs root.
 func bpffsRoot(t *testing.T) string {
 	t.Helper()
-	var st unix.Statfs_t
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "needs root to give directories to another uid"
-	case unix.Statfs("/sys/fs/bpf", &st) != nil || st.Type != unix.BPF_FS_MAGIC:
-		why = "bpffs is not mounted at /sys/fs/bpf (.ci/run mounts it)"
-	}
-	if why != "" {
-		if os.Getenv("SCX_SLO_LAB_REQUIRED") != "" {
-			t.Fatalf("SCX_SLO_LAB_REQUIRED is set: %s", why)
-		}
-		t.Skip(why)
-	}
-	dir := fmt.Sprintf("/sys/fs/bpf/scx-slo-pindir-test-%d", time.Now().UnixNano())
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
+	return needs.BPFFSDir(t, "scx-slo-pindir-test")
 }
 
 // nobody is the uid that pre-creates directories in the attacks below.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/monoclock"
 	"github.com/scx-slo/scx-slo/internal/sloconfig"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
@@ -335,8 +335,4 @@ func (s *Syncer) light() error {
 	return errors.Join(errs...)
 }
 
-func monotonicNs() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+var monotonicNs = monoclock.Now

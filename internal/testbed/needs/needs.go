@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,4 +64,16 @@ func Command(t testing.TB, name, pkg string) string {
 		Part(t, name, fmt.Errorf("not installed (apt-get install %s): %w", pkg, err))
 	}
 	return p
+}
+
+// BPFFSDir needs root and bpffs at /sys/fs/bpf and returns a fresh,
+// not yet created path there (removed when the test ends): a private pin
+// directory that never collides with a running exporter's.
+func BPFFSDir(t testing.TB, prefix string) string {
+	t.Helper()
+	Root(t)
+	BPFFS(t, "/sys/fs/bpf")
+	dir := fmt.Sprintf("/sys/fs/bpf/%s-%d", prefix, time.Now().UnixNano())
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
