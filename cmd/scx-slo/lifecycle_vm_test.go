@@ -364,7 +364,14 @@ func guestChaosKill(t *testing.T) {
 	args := []string{"--enforce", "--enforce.keep-pinned", "--enforce.guard-baseline=0", "--slo.resync-interval=200ms", "--slo.config-file=" + cfg}
 	t.Cleanup(func() { enforcer.Detach(enforcer.DefaultPinDir) })
 
+	// A node-local reader of the published bits, as the sidecar holds
+	// one: after each kill it must fail open (stale heartbeat, or no pins)
+	// rather than serve a frozen bit, and it must follow the next exporter.
+	reader := overload.OpenLazy(overload.DefaultDir)
+	defer reader.Close()
+
 	outcomes := map[string]int{}
+	readerOutcomes := map[string]int{}
 	began := time.Now()
 	kills := 0
 	for ; kills < maxKills && (kills < minKills || time.Since(began) < budget); kills++ {
@@ -413,6 +420,7 @@ func guestChaosKill(t *testing.T) {
 			}
 		}
 		progress.wantAdvance(t, fmt.Sprintf("kill %d (during %s, sched_ext %s)", kills, moment, state))
+		readerOutcomes[readerFailsOpen(t, kills, reader, cg.id)]++
 		left := map[string]string{"enabled": "scheduler left attached", "disabled": "default scheduler"}[state]
 		outcomes["during "+moment+" -> "+left]++
 		t.Logf("chaos: kill %d during %s, %s after start: %s", kills, moment, time.Since(started).Round(time.Millisecond), left)
@@ -427,11 +435,41 @@ func guestChaosKill(t *testing.T) {
 	checkReadopted(t, kills, e, pinned, seq)
 	waitSLOEntry(t, e, cg, time.Duration(budgetMs)*time.Millisecond)
 	progress.wantAdvance(t, "the end")
+	// The reader follows the live exporter again: an answer, not an error.
+	waitExporter(t, e, "the overload reader to follow the last exporter", 10*time.Second, func() bool {
+		_, err := reader.Overloaded(cg.id)
+		return err == nil
+	})
 	stopExporter(t, e, syscall.SIGTERM)
 
 	t.Logf("chaos: %d kills in %s, then a clean start re-adopted=%v", kills, time.Since(began).Round(time.Second), pinned)
 	for o, n := range outcomes {
 		t.Logf("chaos: %3d × killed %s", n, o)
+	}
+	for o, n := range readerOutcomes {
+		t.Logf("chaos: %3d × reader after the kill: %s", n, o)
+	}
+}
+
+// readerFailsOpen waits until the reader stops answering from the dead
+// exporter's pins (stale heartbeat, or pins gone): within the staleness
+// bound plus a recheck, as the sidecar would. It returns how it failed.
+func readerFailsOpen(t *testing.T, kill int, r *overload.Reader, id uint64) string {
+	t.Helper()
+	bound := overload.StaleAfter + overload.PinRecheck + time.Second
+	deadline := time.Now().Add(bound)
+	for {
+		_, err := r.Overloaded(id)
+		switch {
+		case errors.Is(err, overload.ErrStale):
+			return "stale heartbeat (fails open)"
+		case err != nil && !errors.Is(err, overload.ErrNoSLO):
+			return "no pins (fails open)"
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kill %d: the overload reader still answers %v from the dead exporter's pins after %s", kill, err, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
