@@ -48,25 +48,10 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
-/* The run queue's clock, which the scheduler updates under the run queue
- * lock on every wakeup and at the start of every __schedule(). */
-struct rq {
-	u64 clock;
-};
-
-struct cfs_rq {
-	struct rq *rq; /* CONFIG_FAIR_GROUP_SCHED */
-};
-
-struct sched_entity {
-	struct cfs_rq *cfs_rq; /* CONFIG_FAIR_GROUP_SCHED; set for tasks of every class */
-};
-
 struct task_struct {
 	unsigned int __state;
 	int pid;
 	int tgid;
-	struct sched_entity se;
 	struct css_set *cgroups;
 };
 

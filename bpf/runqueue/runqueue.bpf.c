@@ -10,11 +10,12 @@
  * charged to the cgroup of the task that waited, read from `next` itself:
  * bpf_get_current_cgroup_id() would name the waker or `prev`.
  *
- * Times come from the run queue's clock, which the scheduler has just
- * updated under the run queue lock at both ends of a wait: reading it is
- * three loads, where bpf_ktime_get_ns() measured 80 ns per call on a
- * virtualised host, twice per wait. Only judging a wakeup against an SLO
- * reads the monotonic clock, for the last_judged_ns userspace compares.
+ * Times come from the monotonic clock (bpf_ktime_get_ns), the largest part
+ * of the tracer's cost on a virtualised host (80 ns a call here). The run
+ * queue's clock would be three loads, but the kernel skips updating it
+ * when a wakeup preempts the running task (rq_clock_skip_update), so a
+ * preempting wakeup would read as a wait of 0 ns: the very waits this
+ * exporter is about would be undercounted.
  *
  * Example: a latency probe in /ls wakes at t=0 while a hog from /batch runs;
  * the tick preempts the hog at t=3.1 ms and picks the probe. We record
@@ -122,17 +123,9 @@ static __always_inline struct cg_stats *stats_of(u64 cgid)
 	return s;
 }
 
-/*
- * rq_clock_of returns the clock of p's run queue (sched_clock time, in ns),
- * which the scheduler reads on every wakeup and at the start of every
- * switch. The path to it exists with CONFIG_FAIR_GROUP_SCHED (every
- * distribution kernel); without it, the monotonic clock. The choice is made
- * at load time, so one load never mixes the two.
- */
-static __always_inline u64 rq_clock_of(struct task_struct *p)
+/* wait_clock is the clock both ends of a wait are read from (see top). */
+static __always_inline u64 wait_clock(void)
 {
-	if (bpf_core_field_exists(p->se.cfs_rq))
-		return p->se.cfs_rq->rq->clock;
 	return bpf_ktime_get_ns();
 }
 
@@ -189,8 +182,6 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 	m = bpf_task_storage_get(&task_wait, p, NULL, 0);
 	if (!m || !m->since_ns)
 		return 0;
-	/* A task migrated while waiting ends on another CPU's clock, which
-	 * may lag the first by a little. */
 	lat = now > m->since_ns ? now - m->since_ns : 0;
 	m->since_ns = 0;
 	cgid = m->cgid;
@@ -214,7 +205,7 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 	bit = bpf_map_lookup_elem(&overload, &slo->slot);
 	if (!bit)
 		return cgid;
-	r = slo_judge(s, slo, lat, bpf_ktime_get_ns(), *bit);
+	r = slo_judge(s, slo, lat, now, *bit);
 	if (r >= 0)
 		*bit = r;
 	return cgid;
@@ -223,14 +214,14 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(on_wakeup, struct task_struct *p)
 {
-	start_wait(p, rq_clock_of(p));
+	start_wait(p, wait_clock());
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(on_wakeup_new, struct task_struct *p)
 {
-	start_wait(p, rq_clock_of(p));
+	start_wait(p, wait_clock());
 	return 0;
 }
 
@@ -239,7 +230,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
-	u64 now = rq_clock_of(prev); /* prev and next share this CPU's run queue */
+	u64 now = wait_clock();
 	u64 by = 0, victim;
 
 	/* pid 0 is the idle task: it never waits and never preempts. */
