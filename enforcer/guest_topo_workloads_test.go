@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -23,6 +24,132 @@ func init() {
 	workload.Register("yielder", runYielder)
 	workload.Register("rtspin", runRTSpin)
 	workload.Register("stallprobe", runStallProbe)
+	workload.Register("gaphog", runGapHog)
+}
+
+// GapHogReport: a gap hog's progress inside the window the test opened.
+type GapHogReport struct {
+	Chunks      uint64 `json:"chunks"`
+	MaxGapNs    int64  `json:"max_gap_ns"` // longest stretch without progress
+	CPUNs       int64  `json:"cpu_ns"`     // thread CPU time used
+	WindowNs    int64  `json:"window_ns"`
+	CPUsAllowed int    `json:"cpus_allowed"`
+}
+
+// Share is the fraction of one CPU it used in the window.
+func (r GapHogReport) Share() float64 { return float64(r.CPUNs) / float64(max(r.WindowNs, 1)) }
+
+// runGapHog spins and measures only inside a window the test sets with
+// files in CTL_DIR (see hogCtl): it announces itself with ready.<pid>,
+// counts from the time written to "open" and stops at the time written
+// to "close", so hogs that started at different times (Go processes
+// start slowly under TCG) are compared over the same span.
+func runGapHog() (any, error) {
+	dir := os.Getenv("CTL_DIR")
+	if dir == "" {
+		return nil, fmt.Errorf("CTL_DIR is empty")
+	}
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	rep := &GapHogReport{CPUsAllowed: set.Count()}
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ready.%d", os.Getpid())), nil, 0o644); err != nil {
+		return nil, err
+	}
+	var open, last, checked, cpu0 int64
+	for {
+		spinIters(20000)
+		now := workload.MonotonicNs()
+		// Look at the files every 10 ms, and after any long stretch
+		// without the CPU, which may have crossed the close.
+		if now-checked >= int64(10*time.Millisecond) || (open > 0 && now-last > int64(10*time.Millisecond)) {
+			checked = now
+			if open == 0 {
+				if open = readNs(filepath.Join(dir, "open")); open > 0 {
+					last, cpu0 = open, threadCPU()
+				}
+				continue
+			}
+			if closeAt := readNs(filepath.Join(dir, "close")); closeAt > 0 {
+				rep.MaxGapNs = max(rep.MaxGapNs, closeAt-last)
+				rep.CPUNs = threadCPU() - cpu0
+				rep.WindowNs = closeAt - open
+				return rep, nil
+			}
+		}
+		if open > 0 {
+			rep.Chunks++
+			rep.MaxGapNs = max(rep.MaxGapNs, now-last)
+			last = now
+		}
+	}
+}
+
+// readNs reads a monotonic time a test wrote to path; 0 if not there yet.
+func readNs(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+func threadCPU() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return ts.Nano()
+}
+
+var sink uint64
+
+func spinIters(n int) {
+	x := sink
+	for i := 0; i < n; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	sink = x
+}
+
+// hogCtl opens and closes the measuring window of a set of gap hogs.
+type hogCtl struct{ dir string }
+
+func newHogCtl(t *testing.T) *hogCtl { return &hogCtl{dir: t.TempDir()} }
+
+func (c *hogCtl) params() map[string]string { return map[string]string{"CTL_DIR": c.dir} }
+
+// waitReady waits until n gap hogs run.
+func (c *hogCtl) waitReady(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d gap hogs to start", n), time.Minute, func() bool {
+		m, _ := filepath.Glob(filepath.Join(c.dir, "ready.*"))
+		return len(m) >= n
+	})
+}
+
+func (c *hogCtl) mark(t *testing.T, name string) {
+	t.Helper()
+	tmp := filepath.Join(c.dir, name+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(workload.MonotonicNs(), 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(c.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *hogCtl) open(t *testing.T)  { c.mark(t, "open") }
+func (c *hogCtl) close(t *testing.T) { c.mark(t, "close") }
+
+func waitGapHog(t *testing.T, p *proc) GapHogReport {
+	t.Helper()
+	var r GapHogReport
+	if err := p.wait(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // YieldReport: how long each sched_yield took and how often the task
