@@ -60,12 +60,16 @@ func TestVMTopology(t *testing.T) {
 func runGuestSuite(t *testing.T, run string, opts lab.Options) {
 	t.Helper()
 	opts.OutDir = t.TempDir()
-	res := labtest.RunTests(t, run, opts)
-	entries, _ := os.ReadDir(res.OutDir)
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".json") {
-			b, _ := os.ReadFile(filepath.Join(res.OutDir, e.Name()))
-			t.Logf("%s: %s", e.Name(), b)
+	// Also when a guest test failed (RunTests stops t): the numbers
+	// say how far off it was.
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(opts.OutDir)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".json") {
+				b, _ := os.ReadFile(filepath.Join(opts.OutDir, e.Name()))
+				t.Logf("%s: %s", e.Name(), b)
+			}
 		}
-	}
+	})
+	labtest.RunTests(t, run, opts)
 }
