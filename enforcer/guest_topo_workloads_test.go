@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -37,7 +38,47 @@ type GapHogReport struct {
 }
 
 // Share is the fraction of one CPU it used in the window.
-func (r GapHogReport) Share() float64 { return float64(r.CPUNs) / float64(max(r.WindowNs, 1)) }
+func (r GapHogReport) Share(t *testing.T) float64 {
+	return cpuShare(t, time.Duration(r.CPUNs), time.Duration(r.WindowNs))
+}
+
+var clockRate struct {
+	once sync.Once
+	v    float64
+}
+
+// cpuClockRate is how fast CPU time (sched_clock, TSC-based) runs against
+// CLOCK_MONOTONIC (hpet) in this guest: TSC calibration under emulation
+// on a busy host is off by up to ~1.5x, differently in every boot. A
+// SCHED_FIFO thread spins 300 ms (nothing sched_ext does can stop it) and
+// compares its CPU time with the wall time; the thread then exits.
+func cpuClockRate(t *testing.T) float64 {
+	t.Helper()
+	clockRate.once.Do(func() {
+		done := make(chan float64)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread exits with its RT policy
+			if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 30}, 0); err != nil {
+				done <- 0
+				return
+			}
+			c0, w0 := threadCPU(), workload.MonotonicNs()
+			for workload.MonotonicNs()-w0 < int64(300*time.Millisecond) {
+			}
+			done <- float64(threadCPU()-c0) / float64(workload.MonotonicNs()-w0)
+		}()
+		clockRate.v = <-done
+	})
+	if clockRate.v <= 0 {
+		t.Fatal("measuring the CPU clock rate: SCHED_FIFO refused")
+	}
+	return clockRate.v
+}
+
+// cpuShare is cpu (CPU time) as a fraction of one CPU over wall.
+func cpuShare(t *testing.T, cpu, wall time.Duration) float64 {
+	return float64(cpu) / float64(max(wall, 1)) / cpuClockRate(t)
+}
 
 // runGapHog spins and measures only inside a window the test sets with
 // files in CTL_DIR (see hogCtl): it announces itself with ready.<pid>,
