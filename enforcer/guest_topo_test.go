@@ -99,15 +99,17 @@ func TestGuestTopoPinnedBehindSLO(t *testing.T) {
 	ctl.open(t)
 	time.Sleep(3 * time.Second) // the measuring window
 	ctl.close(t)
-	pr := waitGapHog(t, pinned)
-	var otherGap int64
-	for _, p := range others {
-		otherGap = max(otherGap, waitGapHog(t, p).MaxGapNs)
-	}
+	// SLO hogs first: until they are gone the pinned one may not run to
+	// see the close (today that takes a rescue).
 	var sloShare float64
 	for _, p := range sloHogs {
 		sloShare += waitGapHog(t, p).Share(t)
 	}
+	var otherGap int64
+	for _, p := range others {
+		otherGap = max(otherGap, waitGapHog(t, p).MaxGapNs)
+	}
+	pr := waitGapHog(t, pinned)
 	t.Logf("pinned best-effort task on CPU 0 (allowed CPUs %d): %.3f of CPU 0, max gap %s; SLO hogs on CPU 0: %.3f of it; best-effort hogs alone on CPUs 1..%d: max gap %s",
 		pr.CPUsAllowed, pr.Share(t), time.Duration(pr.MaxGapNs), sloShare, n-1, time.Duration(otherGap))
 	writeResult(t, "topo_pinned_behind_slo", map[string]any{"cpus": n, "pinned": pr, "other_max_gap_ns": otherGap, "slo_share": sloShare, "scheduler": exitRecord(e)})
@@ -189,26 +191,37 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 func TestGuestTopoLoneTask(t *testing.T) {
 	inGuest(t)
 	n := needCPUs(t, 2)
-	e := attached(t)
 	cg := newCgroup(t, "lone")
-	const yields = 2000
-	var pinned, free YieldReport
-	if err := startOn(t, "yielder", cg, strconv.Itoa(n-1), map[string]string{"YIELDS": strconv.Itoa(yields)}).wait(&pinned); err != nil {
-		t.Fatal(err)
-	}
-	if err := start(t, "yielder", cg, map[string]string{"YIELDS": strconv.Itoa(yields)}).wait(&free); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("pinned to CPU %d: yield p50 %s p99 %s max %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
+	eePinned, eeFree := yieldRun(t, cg, n-1)
+	e := attached(t)
+	pinned, free := yieldRun(t, cg, n-1)
+	t.Logf("EEVDF:   pinned to CPU %d: yield p50 %s p99 %s max %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
+		n-1, time.Duration(eePinned.P50Ns), time.Duration(eePinned.P99Ns), time.Duration(eePinned.MaxNs),
+		time.Duration(eeFree.P50Ns), time.Duration(eeFree.P99Ns), eeFree.Migrations, eeFree.N)
+	t.Logf("scx_slo: pinned to CPU %d: yield p50 %s p99 %s max %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
 		n-1, time.Duration(pinned.P50Ns), time.Duration(pinned.P99Ns), time.Duration(pinned.MaxNs),
 		time.Duration(free.P50Ns), time.Duration(free.P99Ns), free.Migrations, free.N)
-	writeResult(t, "topo_lone_task", map[string]any{"cpus": n, "pinned": pinned, "unpinned": free, "scheduler": exitRecord(e)})
+	writeResult(t, "topo_lone_task", map[string]any{"cpus": n, "pinned": pinned, "unpinned": free,
+		"eevdf_pinned": eePinned, "eevdf_unpinned": eeFree, "scheduler": exitRecord(e)})
 	if pinned.P99Ns > int64(2*time.Millisecond) {
 		t.Errorf("a lone pinned task's sched_yield p99 is %s, want ≤ 2 ms (its CPU idled while it waited)", time.Duration(pinned.P99Ns))
 	}
 	if free.Migrations > free.N/10 {
 		t.Errorf("a lone task moved CPU on %d of %d yields, want ≤ 10%%", free.Migrations, free.N)
 	}
+}
+
+// yieldRun runs the yielder pinned to cpu, then unpinned, 2,000 yields each.
+func yieldRun(t *testing.T, cg *cgroup, cpu int) (pinned, free YieldReport) {
+	t.Helper()
+	params := map[string]string{"YIELDS": "2000"}
+	if err := startOn(t, "yielder", cg, strconv.Itoa(cpu), params).wait(&pinned); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(t, "yielder", cg, params).wait(&free); err != nil {
+		t.Fatal(err)
+	}
+	return pinned, free
 }
 
 // TestGuestTopoCpusetVictims (issue 11, defect 4): an SLO cgroup whose
@@ -433,12 +446,13 @@ func TestGuestTopoOverload(t *testing.T) {
 	ctl.waitReady(t, n)
 	sig := make(chan bitVsMiss, 1)
 	go func() { sig <- pollBitVsMiss(m, slo.id, slot, 20*time.Second) }()
-	startSpinners(t, slo, 3*n)
+	stopLoad := startSpinners(t, slo, 3*n)
 	bv := <-sig
 	waitBusy(t, slo, float64(n)*0.8)
 	ctl.open(t)
 	time.Sleep(3 * time.Second) // the measuring window
 	ctl.close(t)
+	stopLoad() // so the starved hogs get to see the close
 	var shares []float64
 	minShare := 1.0
 	for c, p := range pinned {
@@ -531,17 +545,28 @@ func rawSleep(d time.Duration) {
 }
 
 // startSpinners starts n busybox shell loops in cg (cheap to start,
-// one thread each, unlike a Go process); the test's cleanup kills them.
-func startSpinners(t *testing.T, cg *cgroup, n int) {
+// one thread each, unlike a Go process); the returned func, also run at
+// cleanup, kills them.
+func startSpinners(t *testing.T, cg *cgroup, n int) (stop func()) {
 	t.Helper()
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+		cmds = nil
+	}
+	t.Cleanup(stop)
 	for i := 0; i < n; i++ {
 		cmd := exec.Command("sh", "-c", "while :; do :; done")
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg.fd}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting a spinner in %s: %v", cg.path, err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		cmds = append(cmds, cmd)
 	}
+	return stop
 }
 
 // TestGuestTopoSysRq (issue 11, defect 9): SysRq-S, the operator's

@@ -52,7 +52,8 @@ func TestVMTopology(t *testing.T) {
 	if run == "" {
 		run = "^TestGuestTopo"
 	}
-	runGuestSuite(t, run, lab.Options{CPUs: 8, Sockets: 2, Timeout: 8 * time.Minute})
+	// Today's scheduler starves some of these tests' hogs for seconds.
+	runGuestSuite(t, run, lab.Options{CPUs: 8, Sockets: 2, Timeout: 10 * time.Minute})
 }
 
 // runGuestSuite runs the guest tests matching run in one boot and logs
