@@ -121,11 +121,11 @@ func TestGuestTopoPinnedBehindSLO(t *testing.T) {
 	}
 }
 
-// TestGuestTopoThrottledShare (issue 11, defect 2): a cgroup capped by
-// cpu.max at half a CPU, one hog in it, against n+2 best-effort hogs in
-// a cgroup of cpu.weight 1000. Per task the weights come out equal (the
-// rival cgroup's weight is shared by its 10 tasks), so by weight the
-// capped hog could have n/11 CPUs, and the cap or that decides. Today a
+// TestGuestTopoThrottledShare (issue 11, defect 2): a cgroup with one
+// hog, against n+2 best-effort hogs in a cgroup of cpu.weight 1000. Per
+// task the weights come out equal (the rival cgroup's weight is shared
+// by its n+2 tasks), so by weight the hog could have n/(n+3) CPUs;
+// cpu.max caps it at half that (at most 0.5 CPU), so the cap binds. Today a
 // throttled task is parked with virtual time = wall-clock now and keeps
 // it; the rivals' virtual time grows by about n*100/1000 per second, so
 // it stays behind the wall clock (a node's uptime is days) and the
@@ -137,9 +137,10 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 	n := needCPUs(t, 2)
 	e := attached(t)
 	limited, rival := newCgroup(t, "limited"), newCgroup(t, "rival")
-	limited.set(t, "cpu.max", "50000 100000")
 	rival.set(t, "cpu.weight", "1000")
 	fair := float64(n) / float64(n+3) // n CPUs shared by n+3 equal tasks
+	capCPU := min(0.5, fair/2)        // a cap that binds
+	limited.set(t, "cpu.max", fmt.Sprintf("%d 100000", int(capCPU*100000)))
 	ctl := newHogCtl(t)
 	hog := start(t, "gaphog", limited, ctl.params())
 	var rivals []*proc
@@ -167,13 +168,13 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 	st, _ := e.Stats()
 	capped := cpuShare(t, u1-u0, t1.Sub(t0))
 	freed := cpuShare(t, u3-u2, t3.Sub(t2))
-	wantCapped, wantFreed := min(0.5, fair), fair
-	t.Logf("cpu.max 0.5 CPU against %d rival hogs (fair share %.2f): %.2f CPU while capped (expected %.2f), %.2f CPU after the cap was lifted (expected %.2f); hog max gap %s; throttled %d, unthrottled %d, rescued %d",
-		n+2, fair, capped, wantCapped, freed, wantFreed, time.Duration(hr.MaxGapNs), st["throttle"], st["unthrottle"], st["rescue"])
+	wantCapped, wantFreed := capCPU, fair
+	t.Logf("cpu.max %.2f CPU against %d rival hogs (fair share %.2f): %.2f CPU while capped (expected %.2f), %.2f CPU after the cap was lifted (expected %.2f); hog max gap %s; throttled %d, unthrottled %d, rescued %d",
+		capCPU, n+2, fair, capped, wantCapped, freed, wantFreed, time.Duration(hr.MaxGapNs), st["throttle"], st["unthrottle"], st["rescue"])
 	writeResult(t, "topo_throttled_share", map[string]any{"cpus": n, "capped_cpu": capped, "freed_cpu": freed, "expected_capped": wantCapped,
 		"expected_freed": wantFreed, "cpu_clock_rate": cpuClockRate(t), "hog": hr, "stats": st, "scheduler": exitRecord(e)})
 	if capped < wantCapped/2 {
-		t.Errorf("cpu.max-limited cgroup got %.2f CPU while capped, want ≥ %.2f (half of min(cap 0.5, fair share %.2f))", capped, wantCapped/2, fair)
+		t.Errorf("cpu.max-limited cgroup got %.2f CPU while capped at %.2f, want ≥ %.2f (half its cap)", capped, capCPU, wantCapped/2)
 	}
 	if freed < wantFreed/2 {
 		t.Errorf("after its cap was lifted the formerly throttled task got %.2f CPU, want ≥ %.2f (half its fair share)", freed, wantFreed/2)
