@@ -187,8 +187,9 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 // ops.enqueue, which queues it in the shared queue and kicks only other
 // idle CPUs (this CPU's idle bit is still clear): pinned, it waits for
 // whatever next interrupts its idle CPU; unpinned, another CPU picks it
-// up. Bounds: pinned, 99% of yields return within 2 ms; unpinned, at
-// most 10% of yields move it to another CPU.
+// up. Bounds: pinned, at most 10% of yields take over 100 us (EEVDF
+// in the same boot: p50 3-4 us); unpinned, at most 10% of yields move
+// it to another CPU (EEVDF: none).
 func TestGuestTopoLoneTask(t *testing.T) {
 	inGuest(t)
 	n := needCPUs(t, 2)
@@ -196,16 +197,17 @@ func TestGuestTopoLoneTask(t *testing.T) {
 	eePinned, eeFree := yieldRun(t, cg, n-1)
 	e := attached(t)
 	pinned, free := yieldRun(t, cg, n-1)
-	t.Logf("EEVDF:   pinned to CPU %d: yield p50 %s p99 %s max %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
-		n-1, time.Duration(eePinned.P50Ns), time.Duration(eePinned.P99Ns), time.Duration(eePinned.MaxNs),
+	t.Logf("EEVDF:   pinned to CPU %d: yield p50 %s p99 %s max %s, %d over %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
+		n-1, time.Duration(eePinned.P50Ns), time.Duration(eePinned.P99Ns), time.Duration(eePinned.MaxNs), eePinned.Slow, slowYield,
 		time.Duration(eeFree.P50Ns), time.Duration(eeFree.P99Ns), eeFree.Migrations, eeFree.N)
-	t.Logf("scx_slo: pinned to CPU %d: yield p50 %s p99 %s max %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
-		n-1, time.Duration(pinned.P50Ns), time.Duration(pinned.P99Ns), time.Duration(pinned.MaxNs),
+	t.Logf("scx_slo: pinned to CPU %d: yield p50 %s p99 %s max %s, %d over %s; unpinned: p50 %s p99 %s, %d of %d yields moved CPU",
+		n-1, time.Duration(pinned.P50Ns), time.Duration(pinned.P99Ns), time.Duration(pinned.MaxNs), pinned.Slow, slowYield,
 		time.Duration(free.P50Ns), time.Duration(free.P99Ns), free.Migrations, free.N)
 	writeResult(t, "topo_lone_task", map[string]any{"cpus": n, "pinned": pinned, "unpinned": free,
 		"eevdf_pinned": eePinned, "eevdf_unpinned": eeFree, "scheduler": exitRecord(e)})
-	if pinned.P99Ns > int64(2*time.Millisecond) {
-		t.Errorf("a lone pinned task's sched_yield p99 is %s, want ≤ 2 ms (its CPU idled while it waited)", time.Duration(pinned.P99Ns))
+	if pinned.Slow > pinned.N/10 {
+		t.Errorf("%d of %d sched_yields of a lone pinned task took over %s (EEVDF: %d), want ≤ 10%%: its CPU idled while it waited",
+			pinned.Slow, pinned.N, slowYield, eePinned.Slow)
 	}
 	if free.Migrations > free.N/10 {
 		t.Errorf("a lone task moved CPU on %d of %d yields, want ≤ 10%%", free.Migrations, free.N)

@@ -200,8 +200,14 @@ type YieldReport struct {
 	P50Ns      int64 `json:"p50_ns"`
 	P99Ns      int64 `json:"p99_ns"`
 	MaxNs      int64 `json:"max_ns"`
+	Slow       int   `json:"slow"` // yields that took over slowYield
 	Migrations int   `json:"migrations"`
 }
+
+// slowYield: a sched_yield with nothing else runnable takes a few
+// microseconds under TCG (EEVDF: p50 3-4 us); one that took longer than
+// this waited for something, e.g. an interrupt to wake its idle CPU.
+const slowYield = 100 * time.Microsecond
 
 // runYielder calls sched_yield YIELDS times on one locked thread. With
 // nothing else runnable on its CPU every call should return at once.
@@ -218,6 +224,9 @@ func runYielder() (any, error) {
 		t0 := workload.MonotonicNs()
 		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		d[i] = workload.MonotonicNs() - t0
+		if d[i] > int64(slowYield) {
+			rep.Slow++
+		}
 		if c := getcpu(); c != cpu {
 			rep.Migrations++
 			cpu = c
