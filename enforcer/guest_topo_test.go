@@ -122,15 +122,17 @@ func TestGuestTopoPinnedBehindSLO(t *testing.T) {
 }
 
 // TestGuestTopoThrottledShare (issue 11, defect 2): a cgroup with one
-// hog, against n+2 best-effort hogs in a cgroup of cpu.weight 1000. Per
+// spinning task against 3n spinners in a cgroup of cpu.weight 1000. Per
 // task the weights come out equal (the rival cgroup's weight is shared
-// by its n+2 tasks), so by weight the hog could have n/(n+3) CPUs;
-// cpu.max caps it at half that (at most 0.5 CPU), so the cap binds. Today a
-// throttled task is parked with virtual time = wall-clock now and keeps
-// it; the rivals' virtual time grows by about n*100/1000 per second, so
-// it stays behind the wall clock (a node's uptime is days) and the
-// throttled task queues behind all best-effort work, running only when
-// rescued. Then the cap is lifted: the formerly throttled task must get
+// by its 3n tasks), so by weight the lone task could have n/(3n+1) CPUs;
+// cpu.max caps it at half that, so the cap binds. Today a throttled task
+// is parked with virtual time = wall-clock now and keeps it; the rivals'
+// virtual time grows by about n*100/1000 per second, less than the wall
+// clock (on a node with days of uptime, hopelessly less), so the
+// throttled task queues behind all best-effort work and runs only when
+// rescued. (With fewer rivals than 3n, BE_DSQ sometimes holds only the
+// throttled task, its wall-clock vtime becomes be_vnow and the defect
+// hides.) Then the cap is lifted: the formerly throttled task must get
 // its share at once. Bounds: half the expected share in each phase.
 func TestGuestTopoThrottledShare(t *testing.T) {
 	inGuest(t)
@@ -138,17 +140,12 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 	e := attached(t)
 	limited, rival := newCgroup(t, "limited"), newCgroup(t, "rival")
 	rival.set(t, "cpu.weight", "1000")
-	fair := float64(n) / float64(n+3) // n CPUs shared by n+3 equal tasks
-	capCPU := min(0.5, fair/2)        // a cap that binds
+	fair := float64(n) / float64(3*n+1) // n CPUs shared by 3n+1 equal tasks
+	capCPU := min(0.5, fair/2)          // a cap that binds
 	limited.set(t, "cpu.max", fmt.Sprintf("%d 100000", int(capCPU*100000)))
-	ctl := newHogCtl(t)
-	hog := start(t, "gaphog", limited, ctl.params())
-	var rivals []*proc
-	for i := 0; i < n+2; i++ {
-		rivals = append(rivals, start(t, "gaphog", rival, ctl.params()))
-	}
-	ctl.waitReady(t, n+3)
-	ctl.open(t)
+	stopRivals := startSpinners(t, rival, 3*n)
+	stopLimited := startSpinners(t, limited, 1)
+	waitBusy(t, rival, 0.8*float64(n))
 	time.Sleep(500 * time.Millisecond) // the cap is hit at once; let it act a few periods
 	// Shares over the time that really passed: this process is
 	// best-effort among the hogs and may sleep well past its deadline.
@@ -160,19 +157,16 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 	u2, t2 := usageUsec(t, limited), time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	u3, t3 := usageUsec(t, limited), time.Now()
-	ctl.close(t)
-	hr := waitGapHog(t, hog)
-	for _, p := range rivals {
-		waitGapHog(t, p)
-	}
+	stopLimited()
+	stopRivals()
 	st, _ := e.Stats()
 	capped := cpuShare(t, u1-u0, t1.Sub(t0))
 	freed := cpuShare(t, u3-u2, t3.Sub(t2))
 	wantCapped, wantFreed := capCPU, fair
-	t.Logf("cpu.max %.2f CPU against %d rival hogs (fair share %.2f): %.2f CPU while capped (expected %.2f), %.2f CPU after the cap was lifted (expected %.2f); hog max gap %s; throttled %d, unthrottled %d, rescued %d",
-		capCPU, n+2, fair, capped, wantCapped, freed, wantFreed, time.Duration(hr.MaxGapNs), st["throttle"], st["unthrottle"], st["rescue"])
+	t.Logf("cpu.max %.2f CPU against %d rival spinners (fair share %.2f): %.2f CPU while capped (expected %.2f), %.2f CPU after the cap was lifted (expected %.2f); throttled %d, unthrottled %d, rescued %d",
+		capCPU, 3*n, fair, capped, wantCapped, freed, wantFreed, st["throttle"], st["unthrottle"], st["rescue"])
 	writeResult(t, "topo_throttled_share", map[string]any{"cpus": n, "capped_cpu": capped, "freed_cpu": freed, "expected_capped": wantCapped,
-		"expected_freed": wantFreed, "cpu_clock_rate": cpuClockRate(t), "hog": hr, "stats": st, "scheduler": exitRecord(e)})
+		"expected_freed": wantFreed, "cpu_clock_rate": cpuClockRate(t), "stats": st, "scheduler": exitRecord(e)})
 	if capped < wantCapped/2 {
 		t.Errorf("cpu.max-limited cgroup got %.2f CPU while capped at %.2f, want ≥ %.2f (half its cap)", capped, capCPU, wantCapped/2)
 	}
@@ -328,9 +322,9 @@ func TestGuestTopoHotplug(t *testing.T) {
 // 2 idles. With cpu_release it is re-enqueued, runs on CPU 2 and stays
 // there. Under single-threaded TCG a halted vCPU's timer can wait for the
 // spinning one to yield the emulator, so completion times are noisy even
-// under EEVDF (measured first, same boot); the bounds: at most 25% of
-// periods end on CPU 1 (EEVDF: ~2%), and the median completion time is at
-// most twice EEVDF's plus 10 ms.
+// under EEVDF (measured first, same boot); the bounds: at most 10% of
+// periods end on CPU 1 (EEVDF: 1-6%; today 25-63%), and the median
+// completion time is at most twice EEVDF's plus 10 ms.
 func TestGuestTopoRTStrand(t *testing.T) {
 	inGuest(t)
 	n := needCPUs(t, 3)
@@ -346,8 +340,8 @@ func TestGuestTopoRTStrand(t *testing.T) {
 	if rep.N < 10 {
 		t.Fatalf("probe ran only %d periods", rep.N)
 	}
-	if rep.OnFirst > rep.N/4 {
-		t.Errorf("%d of %d probe periods ended on CPU 1, want ≤ 25%% (EEVDF: %d of %d): it was left in CPU 1's local queue behind the RT task while CPU 2 was free",
+	if rep.OnFirst > rep.N/10 {
+		t.Errorf("%d of %d probe periods ended on CPU 1, want ≤ 10%% (EEVDF: %d of %d): it was left in CPU 1's local queue behind the RT task while CPU 2 was free",
 			rep.OnFirst, rep.N, ee.OnFirst, ee.N)
 	}
 	if limit := 2*ee.P50Ns + int64(10*time.Millisecond); rep.P50Ns > limit {
