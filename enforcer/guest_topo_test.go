@@ -425,9 +425,12 @@ func TestGuestManyCgroups(t *testing.T) {
 //     CPU is 12.5%).
 //   - Overload signal: today the bit is set only from completed waits, so
 //     it can never be seen set while the cgroup has no miss recorded. A
-//     SCHED_FIFO poller (not starved by the overload) reads the bit, then
-//     the miss count, every 100 us from the moment the load starts;
-//     bound: at least one reading has the bit set and no miss yet.
+//     poller reads the bit, then the miss count, every 100 us from the
+//     moment the load starts; bound: at least one reading has the bit
+//     set and no miss yet.
+//
+// While the load runs this test process is SCHED_FIFO (see realtime), so
+// its polling and its measuring window are not starved by the overload.
 func TestGuestTopoOverload(t *testing.T) {
 	inGuest(t)
 	n := needCPUs(t, 2)
@@ -441,6 +444,7 @@ func TestGuestTopoOverload(t *testing.T) {
 		pinned = append(pinned, startOn(t, "gaphog", be, strconv.Itoa(c), ctl.params()))
 	}
 	ctl.waitReady(t, n)
+	normal := realtime(t)
 	sig := make(chan bitVsMiss, 1)
 	go func() { sig <- pollBitVsMiss(m, slo.id, slot, 20*time.Second) }()
 	stopLoad := startSpinners(t, slo, 3*n)
@@ -450,6 +454,7 @@ func TestGuestTopoOverload(t *testing.T) {
 	time.Sleep(3 * time.Second) // the measuring window
 	ctl.close(t)
 	stopLoad() // so the starved hogs get to see the close
+	normal()
 	var shares []float64
 	minShare := 1.0
 	for c, p := range pinned {
@@ -531,6 +536,39 @@ func pollBitVsMiss(m slomaps.Maps, id uint64, slot uint32, within time.Duration)
 		rawSleep(100 * time.Microsecond)
 	}
 	return b
+}
+
+// realtime makes every thread of this test process SCHED_FIFO with
+// reset-on-fork: under an all-SLO overload its polling and timing are not
+// starved (nor slowed by runtime threads that are), while the processes
+// and threads it starts stay ordinary. The returned func (also run at
+// cleanup) makes them SCHED_OTHER again.
+func realtime(t *testing.T) (normal func()) {
+	t.Helper()
+	set := func(attr unix.SchedAttr) error {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		attr.Size = unix.SizeofSchedAttr
+		for _, d := range tasks {
+			tid, _ := strconv.Atoi(d.Name())
+			if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("thread %d: %w", tid, err)
+			}
+		}
+		return nil
+	}
+	if err := set(unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 20, Flags: unix.SCHED_FLAG_RESET_ON_FORK}); err != nil {
+		t.Fatalf("making the test process SCHED_FIFO: %v", err)
+	}
+	normal = func() {
+		if err := set(unix.SchedAttr{Policy: unix.SCHED_NORMAL}); err != nil {
+			t.Errorf("making the test process SCHED_OTHER again: %v", err)
+		}
+	}
+	t.Cleanup(normal)
+	return normal
 }
 
 // rawSleep sleeps without telling the Go scheduler (no entersyscall):
