@@ -415,8 +415,18 @@ func TestGuestManyCgroups(t *testing.T) {
 	}
 }
 
-// TestGuestTopoOverload (issue 11, defect 7): an SLO cgroup with three
-// spinning processes per CPU (all-SLO overload, waits miss its 10 ms
+// Overload test load: 20 spinners per CPU with 5 ms slices queue ~100 ms
+// of SLO work per CPU against a 60 ms budget, so the queue says
+// "overloaded" from the start while the first over-budget wait completes
+// only ~60 ms later: wide enough for a poller on 8 emulated vCPUs, which
+// gets one reading per ~25 ms.
+const (
+	overloadBudget = 60 * time.Millisecond
+	overloadPerCPU = 20
+)
+
+// TestGuestTopoOverload (issue 11, defect 7): an SLO cgroup with 20
+// spinning processes per CPU (all-SLO overload, waits miss its 60 ms
 // budget) beside one best-effort hog pinned to each CPU.
 //
 //   - Best-effort progress per CPU: today best-effort work gets one slice
@@ -437,7 +447,7 @@ func TestGuestTopoOverload(t *testing.T) {
 	e := attached(t)
 	slo, be := newCgroup(t, "allslo"), newCgroup(t, "allslobe")
 	const slot = 7
-	m := sloFor(t, e, map[uint64]slomaps.Entry{slo.id: slomaps.NewEntry(uint64(10*time.Millisecond), 0.99, 1000, slot)})
+	m := sloFor(t, e, map[uint64]slomaps.Entry{slo.id: slomaps.NewEntry(uint64(overloadBudget), 0.99, 1000, slot)})
 	ctl := newHogCtl(t)
 	var pinned []*proc
 	for c := 0; c < n; c++ {
@@ -447,7 +457,7 @@ func TestGuestTopoOverload(t *testing.T) {
 	normal := realtime(t)
 	sig := make(chan bitVsMiss, 1)
 	go func() { sig <- pollBitVsMiss(m, slo.id, slot, 20*time.Second) }()
-	stopLoad := startSpinners(t, slo, 3*n)
+	stopLoad := startSpinners(t, slo, overloadPerCPU*n)
 	bv := <-sig
 	waitBusy(t, slo, float64(n)*0.8)
 	ctl.open(t)
