@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -23,6 +25,172 @@ func init() {
 	workload.Register("yielder", runYielder)
 	workload.Register("rtspin", runRTSpin)
 	workload.Register("stallprobe", runStallProbe)
+	workload.Register("gaphog", runGapHog)
+}
+
+// GapHogReport: a gap hog's progress inside the window the test opened.
+type GapHogReport struct {
+	Chunks      uint64 `json:"chunks"`
+	MaxGapNs    int64  `json:"max_gap_ns"` // longest stretch without progress
+	CPUNs       int64  `json:"cpu_ns"`     // thread CPU time used
+	WindowNs    int64  `json:"window_ns"`
+	CPUsAllowed int    `json:"cpus_allowed"`
+}
+
+// Share is the fraction of one CPU it used in the window.
+func (r GapHogReport) Share(t *testing.T) float64 {
+	return cpuShare(t, time.Duration(r.CPUNs), time.Duration(r.WindowNs))
+}
+
+var clockRate struct {
+	once sync.Once
+	v    float64
+}
+
+// cpuClockRate is how fast CPU time (sched_clock, TSC-based) runs against
+// CLOCK_MONOTONIC (hpet) in this guest: TSC calibration under emulation
+// on a busy host is off by up to ~1.5x, differently in every boot. A
+// SCHED_FIFO thread spins 300 ms (nothing sched_ext does can stop it) and
+// compares its CPU time with the wall time; the thread then exits.
+func cpuClockRate(t *testing.T) float64 {
+	t.Helper()
+	clockRate.once.Do(func() {
+		done := make(chan float64)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread exits with its RT policy
+			if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 30}, 0); err != nil {
+				done <- 0
+				return
+			}
+			c0, w0 := threadCPU(), workload.MonotonicNs()
+			for workload.MonotonicNs()-w0 < int64(300*time.Millisecond) {
+			}
+			done <- float64(threadCPU()-c0) / float64(workload.MonotonicNs()-w0)
+		}()
+		clockRate.v = <-done
+	})
+	if clockRate.v <= 0 {
+		t.Fatal("measuring the CPU clock rate: SCHED_FIFO refused")
+	}
+	return clockRate.v
+}
+
+// cpuShare is cpu (CPU time) as a fraction of one CPU over wall.
+func cpuShare(t *testing.T, cpu, wall time.Duration) float64 {
+	return float64(cpu) / float64(max(wall, 1)) / cpuClockRate(t)
+}
+
+// runGapHog spins and measures only inside a window the test sets with
+// files in CTL_DIR (see hogCtl): it announces itself with ready.<pid>,
+// counts from the time written to "open" and stops at the time written
+// to "close", so hogs that started at different times (Go processes
+// start slowly under TCG) are compared over the same span.
+func runGapHog() (any, error) {
+	dir := os.Getenv("CTL_DIR")
+	if dir == "" {
+		return nil, fmt.Errorf("CTL_DIR is empty")
+	}
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	rep := &GapHogReport{CPUsAllowed: set.Count()}
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ready.%d", os.Getpid())), nil, 0o644); err != nil {
+		return nil, err
+	}
+	var open, last, checked, cpu0 int64
+	for {
+		spinIters(20000)
+		now := workload.MonotonicNs()
+		// Look at the files every 10 ms, and after any long stretch
+		// without the CPU, which may have crossed the close.
+		if now-checked >= int64(10*time.Millisecond) || (open > 0 && now-last > int64(10*time.Millisecond)) {
+			checked = now
+			if open == 0 {
+				if open = readNs(filepath.Join(dir, "open")); open > 0 {
+					last, cpu0 = open, threadCPU()
+				}
+				continue
+			}
+			if closeAt := readNs(filepath.Join(dir, "close")); closeAt > 0 {
+				rep.MaxGapNs = max(rep.MaxGapNs, closeAt-last)
+				rep.CPUNs = threadCPU() - cpu0
+				rep.WindowNs = closeAt - open
+				return rep, nil
+			}
+		}
+		if open > 0 {
+			rep.Chunks++
+			rep.MaxGapNs = max(rep.MaxGapNs, now-last)
+			last = now
+		}
+	}
+}
+
+// readNs reads a monotonic time a test wrote to path; 0 if not there yet.
+func readNs(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+func threadCPU() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return ts.Nano()
+}
+
+var sink uint64
+
+func spinIters(n int) {
+	x := sink
+	for i := 0; i < n; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	sink = x
+}
+
+// hogCtl opens and closes the measuring window of a set of gap hogs.
+type hogCtl struct{ dir string }
+
+func newHogCtl(t *testing.T) *hogCtl { return &hogCtl{dir: t.TempDir()} }
+
+func (c *hogCtl) params() map[string]string { return map[string]string{"CTL_DIR": c.dir} }
+
+// waitReady waits until n gap hogs run.
+func (c *hogCtl) waitReady(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d gap hogs to start", n), time.Minute, func() bool {
+		m, _ := filepath.Glob(filepath.Join(c.dir, "ready.*"))
+		return len(m) >= n
+	})
+}
+
+func (c *hogCtl) mark(t *testing.T, name string) {
+	t.Helper()
+	tmp := filepath.Join(c.dir, name+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(workload.MonotonicNs(), 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(c.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *hogCtl) open(t *testing.T)  { c.mark(t, "open") }
+func (c *hogCtl) close(t *testing.T) { c.mark(t, "close") }
+
+func waitGapHog(t *testing.T, p *proc) GapHogReport {
+	t.Helper()
+	var r GapHogReport
+	if err := p.wait(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // YieldReport: how long each sched_yield took and how often the task
@@ -32,8 +200,14 @@ type YieldReport struct {
 	P50Ns      int64 `json:"p50_ns"`
 	P99Ns      int64 `json:"p99_ns"`
 	MaxNs      int64 `json:"max_ns"`
+	Slow       int   `json:"slow"` // yields that took over slowYield
 	Migrations int   `json:"migrations"`
 }
+
+// slowYield: a sched_yield with nothing else runnable takes a few
+// microseconds under TCG (EEVDF: p50 3-4 us); one that took longer than
+// this waited for something, e.g. an interrupt to wake its idle CPU.
+const slowYield = 100 * time.Microsecond
 
 // runYielder calls sched_yield YIELDS times on one locked thread. With
 // nothing else runnable on its CPU every call should return at once.
@@ -50,6 +224,9 @@ func runYielder() (any, error) {
 		t0 := workload.MonotonicNs()
 		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		d[i] = workload.MonotonicNs() - t0
+		if d[i] > int64(slowYield) {
+			rep.Slow++
+		}
 		if c := getcpu(); c != cpu {
 			rep.Migrations++
 			cpu = c

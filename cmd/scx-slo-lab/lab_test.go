@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,5 +94,17 @@ func TestParseLabCopy(t *testing.T) {
 	}
 	if _, err := parseLabCopy(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--copy") {
 		t.Errorf("missing host file: error %v, want one naming --copy", err)
+	}
+}
+
+// A topology that does not split evenly is refused before anything boots,
+// naming the flag and its value.
+func TestLabRunRejectsBadSockets(t *testing.T) {
+	for _, tc := range []struct{ cpus, sockets int }{{8, 3}, {2, 4}, {4, 0}} {
+		err := labRun(&labFlags{cpus: tc.cpus, sockets: tc.sockets, memoryMB: 2048, readyTimeout: 1}, false)
+		want := "--sockets=" + strconv.Itoa(tc.sockets)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--cpus=%d --sockets=%d: error %v, want one naming %s", tc.cpus, tc.sockets, err, want)
+		}
 	}
 }
