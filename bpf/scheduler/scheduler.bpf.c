@@ -30,10 +30,10 @@
  *   their CPU's local DSQ: they can run nowhere else and are short, so
  *   they wait at most one running slice;
  * - other tasks allowed on one CPU only (taskset, the static CPU manager
- *   of Kubernetes) wait in that CPU's PIN_DSQ, keyed by their deadline
- *   (SLO) or by enqueue time + be_bound (best-effort), which the CPU
- *   compares with its domain queues in dispatch: a pinned task is never
- *   behind work that other CPUs could take instead;
+ *   of Kubernetes) wait in that CPU's own queues: PIN_DSQ for SLO tasks,
+ *   keyed by deadline, and PIN_BE_DSQ for best-effort ones, in arrival
+ *   order; the CPU counts them as its best-effort work, ahead of the
+ *   domain's, which other CPUs can take instead;
  * - cpu.max-throttled tasks park in THROTTLED_DSQ until their period ends.
  * Local dispatches use SCX_ENQ_IMMED where the kernel has it (7.1+): if
  * the CPU turns out to be busy with a higher class (RT, deadline), the
@@ -44,15 +44,16 @@
  * Picking the next task (dispatch)
  * --------------------------------
  * Every CPU runs EDF over three heads: its PIN_DSQ, its domain's SLO_DSQ,
- * and best-effort work, whose deadline is be_last + be_bound, be_last
- * being when this CPU last started best-effort work (or last saw none
- * waiting). So latency work goes first, but a best-effort task queued in
- * the domain gets this very CPU at least every be_bound (40 ms): the
- * bound holds per CPU, not per machine. When even that deadline has
- * passed (all-SLO overload), the best-effort task runs protected: its
- * running key is "now", so no SLO wakeup preempts it, for at most
- * be_guard_slice (1 ms). Best-effort work thus keeps at least ~2.5% of
- * every CPU under any SLO load, and SLO work waits at most 1 ms for it.
+ * and best-effort work (its PIN_BE_DSQ, then the domain's BE_DSQ), whose
+ * deadline is be_last + be_bound, be_last being when this CPU last
+ * started best-effort work (or last saw none waiting). So latency work
+ * goes first, but best-effort work that can use this CPU gets it at
+ * least every be_bound (40 ms): the bound holds per CPU, not per machine.
+ * When even that deadline has passed (all-SLO overload), the best-effort
+ * task runs protected: its running key is "now", so no SLO wakeup
+ * preempts it, for one slice (be_guard_slice, 5 ms). Best-effort work
+ * thus keeps at least 5 ms in every 45 (11%) of every CPU under any SLO
+ * load, and SLO work waits at most 5 ms for it.
  * If nothing is runnable but the previous task, it keeps the CPU with a
  * fresh slice instead of a trip through the queues (and SCX_ENQ_LAST
  * tasks go straight back to their CPU).
@@ -94,8 +95,9 @@
  * /web goes rogue and spins on 8 threads: after ~100 ms its use passes
  * one CPU's worth, so further wakeups queue as best-effort and share
  * with /batch by cpu.weight; meanwhile each CPU gave /batch a protected
- * millisecond whenever it had waited 40 ms. A hog pinned to CPU 2 waits
- * in PIN_DSQ(2) with key enqueue + 40 ms and runs on CPU 2 by then.
+ * slice whenever it had waited 40 ms. A hog pinned to CPU 2 waits in
+ * PIN_BE_DSQ(2) and is CPU 2's first best-effort work, so it runs there
+ * at least every 40 ms.
  *
  * cpu.weight and cpu.max
  * ----------------------
@@ -154,12 +156,13 @@ char LICENSE[] SEC("license") = "GPL";
 #define THROTTLED_DSQ	0
 #define SLO_DSQ(d)	(0x100ULL + (d))
 #define BE_DSQ(d)	(0x200ULL + (d))
-#define PIN_DSQ(c)	(0x1000ULL + (c))
+#define PIN_DSQ(c)	(0x1000ULL + (c))	/* pinned SLO tasks, handed-back kthreads */
+#define PIN_BE_DSQ(c)	(0x2000ULL + (c))	/* pinned best-effort tasks, by enqueue time */
 
 /* Tunables, set by the loader before load (rodata). */
 const volatile u64 be_slice_ns = 5 * NSEC_PER_MSEC;
 const volatile u64 be_bound_ns = 40 * NSEC_PER_MSEC;
-const volatile u64 be_guard_slice_ns = 1 * NSEC_PER_MSEC;
+const volatile u64 be_guard_slice_ns = 5 * NSEC_PER_MSEC;
 const volatile u64 lag_max_ns = 20 * NSEC_PER_MSEC;
 const volatile u64 slo_slice_min_ns = 250 * NSEC_PER_USEC;
 const volatile u64 slo_slice_max_ns = 5 * NSEC_PER_MSEC;
@@ -515,17 +518,36 @@ static __always_inline void insert_vtime(struct task_struct *p, u64 dsq, u64 sli
 }
 
 /*
- * Best-effort virtual time in the task's domain. A task that slept banks
- * at most one slice of credit; one that stayed runnable is not clamped,
- * or a heavy cgroup's tasks would lose the credit their weight earned
- * whenever a light task (whose vtime moves in big steps) heads the queue.
+ * Best-effort virtual time in domain `dom`. Each domain's virtual time
+ * runs at its own pace, so a task entering another domain keeps its lag
+ * relative to the old domain's virtual time (at most be_bound either
+ * way), not the absolute value, which could put it far ahead of (or
+ * behind) everyone there. A task that slept banks at most one slice of
+ * credit; one that stayed runnable in its domain keeps its credit, or a
+ * heavy cgroup's tasks would lose what their weight earned whenever a
+ * light task (whose vtime moves in big steps) heads the queue.
  */
 static __always_inline u64 be_vtime(struct task_ctx *t, u32 dom, bool slept)
 {
-	struct dom_ctx *d = dom_ctx_of(dom);
+	struct dom_ctx *d = dom_ctx_of(dom), *old;
 	u64 floor;
 
-	if (!d || !slept)
+	if (!d)
+		return t->vtime;
+	if (t->dom != dom) {
+		s64 lag = 0;
+
+		old = dom_ctx_of(t->dom);
+		if (old)
+			lag = (s64)(t->vtime - old->be_vnow);
+		if (lag > (s64)be_bound_ns)
+			lag = be_bound_ns;
+		if (lag < -(s64)be_bound_ns)
+			lag = -(s64)be_bound_ns;
+		t->vtime = d->be_vnow + lag;
+		t->dom = dom;
+	}
+	if (!slept)
 		return t->vtime;
 	floor = d->be_vnow - be_slice_ns;
 	if ((s64)(t->vtime - floor) < 0)
@@ -758,7 +780,8 @@ static __always_inline void enqueue_pinned(struct task_struct *p, struct task_ct
 	s32 cpu = scx_bpf_task_cpu(p);
 	struct cpu_ctx *cc;
 
-	insert_vtime(p, PIN_DSQ(cpu), slice, key);
+	/* Best-effort ones wait in their own queue: the CPU's best-effort work. */
+	insert_vtime(p, slo || is_pcpu_kthread(p) ? PIN_DSQ(cpu) : PIN_BE_DSQ(cpu), slice, key);
 	stat_inc(STAT_PINNED);
 	if (scx_bpf_test_and_clear_cpu_idle(cpu)) {
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
@@ -811,7 +834,6 @@ static __always_inline void enqueue_be(struct task_struct *p, struct task_ctx *t
 	stat_inc(STAT_ENQ_BE);
 	if (t) {
 		t->queued_at = now;
-		t->dom = dom;
 		vtime = be_vtime(t, dom, enq_flags & SCX_ENQ_WAKEUP);
 	}
 	insert_vtime(p, BE_DSQ(dom), be_slice_ns, vtime);
@@ -865,7 +887,7 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		else if (slo)
 			enqueue_pinned(p, t, deadline, slo_slice(slo), true);
 		else
-			enqueue_pinned(p, t, now + be_bound_ns, be_slice_ns, false);
+			enqueue_pinned(p, t, now, be_slice_ns, false);
 		return;
 	}
 	if (slo)
@@ -909,7 +931,6 @@ static __always_inline void unthrottle(u64 now)
 			scx_bpf_dsq_move_vtime(&it, p, SLO_DSQ(dom), 0);
 		} else if (t) {
 			t->queued_at = now;
-			t->dom = dom;
 			scx_bpf_dsq_move_set_vtime(&it, be_vtime(t, dom, true));
 			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
 		} else {
@@ -985,19 +1006,29 @@ static __always_inline u64 head_key(u64 dsq)
 	return head ? scx(head)->scx.dsq_vtime : ~0ULL;
 }
 
-static __always_inline bool run_be(u32 dom, struct cpu_ctx *cc, bool guard)
+/*
+ * Run best-effort work on `cpu`: its pinned best-effort tasks first (they
+ * can run nowhere else; the domain's may be taken by any of its CPUs),
+ * then the domain's queue.
+ */
+static __always_inline bool run_be(u32 dom, s32 cpu, struct cpu_ctx *cc, bool pin_be, bool guard)
 {
 	struct dom_ctx *d = dom_ctx_of(dom);
-	struct task_struct *be = scx_bpf_dsq_peek(BE_DSQ(dom));
+	struct task_struct *be;
 
+	cc->guard = guard;
+	if (pin_be && scx_bpf_dsq_move_to_local___v2(PIN_BE_DSQ(cpu), 0)) {
+		stat_inc(guard ? STAT_BE_GUARD : STAT_DISPATCH_BE);
+		return true;
+	}
 	/*
 	 * be_vnow follows the head of the BE queue, the least-served task,
 	 * so tasks run out of vtime order (rescued, sent straight to an idle
 	 * CPU, or stolen) cannot drag it ahead.
 	 */
+	be = scx_bpf_dsq_peek(BE_DSQ(dom));
 	if (d && be && (s64)(scx(be)->scx.dsq_vtime - d->be_vnow) > 0)
 		d->be_vnow = scx(be)->scx.dsq_vtime;
-	cc->guard = guard;
 	if (scx_bpf_dsq_move_to_local___v2(BE_DSQ(dom), 0)) {
 		stat_inc(guard ? STAT_BE_GUARD : STAT_DISPATCH_BE);
 		return true;
@@ -1029,7 +1060,7 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 	u64 now = scx_bpf_now(), kp, ks, kb = ~0ULL;
 	struct cpu_ctx *cc = cpu_ctx_of(cpu);
 	u32 dom = dom_of(cpu);
-	bool be_waiting;
+	bool be_waiting, pin_be;
 
 	if (!cc)
 		return;
@@ -1038,13 +1069,14 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 		return;
 	kp = head_key(PIN_DSQ(cpu));
 	ks = head_key(SLO_DSQ(dom));
-	be_waiting = scx_bpf_dsq_nr_queued(BE_DSQ(dom)) > 0;
+	pin_be = scx_bpf_dsq_nr_queued(PIN_BE_DSQ(cpu)) > 0;
+	be_waiting = pin_be || scx_bpf_dsq_nr_queued(BE_DSQ(dom)) > 0;
 	if (!be_waiting)
 		cc->be_last = now;	/* the bound counts from when BE work appears */
 	else
 		kb = cc->be_last + be_bound_ns;
 	/* Best-effort work waited be_bound on this CPU: it goes now, protected. */
-	if (be_waiting && (s64)(now - kb) >= 0 && run_be(dom, cc, true))
+	if (be_waiting && (s64)(now - kb) >= 0 && run_be(dom, cpu, cc, pin_be, true))
 		return;
 	if (kp <= ks && kp <= kb && kp != ~0ULL &&
 	    scx_bpf_dsq_move_to_local___v2(PIN_DSQ(cpu), 0)) {
@@ -1058,7 +1090,7 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 	if (be_waiting) {
 		if (ks != ~0ULL)
 			stat_inc(STAT_BE_BOUND);
-		if (run_be(dom, cc, false))
+		if (run_be(dom, cpu, cc, pin_be, false))
 			return;
 	}
 	/* The order above can miss work that raced in: try everything once more. */
@@ -1149,7 +1181,11 @@ void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 	t->ran_be = !slo || t->key == BE_KEY;
 	if (t->ran_be) {
 		t->key = BE_KEY;
-		if (cc) {
+		/*
+		 * Per-CPU kthreads jump the queues (slo_enqueue): they must not
+		 * count as this CPU serving its best-effort work.
+		 */
+		if (cc && !is_pcpu_kthread(p)) {
 			cc->be_last = now;
 			if (cc->guard) {
 				/* Protected: no SLO wakeup (all due later than now) preempts it. */
@@ -1217,11 +1253,13 @@ void BPF_STRUCT_OPS(slo_quiescent, struct task_struct *p, u64 deq_flags)
 s32 BPF_STRUCT_OPS(slo_init_task, struct task_struct *p, void *args)
 {
 	struct task_ctx *t = tctx_of(p);
-	struct dom_ctx *d = dom_ctx_of(0);
+	u32 dom = dom_of(scx_bpf_task_cpu(p));
+	struct dom_ctx *d = dom_ctx_of(dom);
 
 	if (!t)
 		return -12; /* -ENOMEM */
-	/* Start new tasks at the current virtual time, not at 0. */
+	/* Start new tasks at their domain's current virtual time, not at 0. */
+	t->dom = dom;
 	t->vtime = d ? d->be_vnow : 0;
 	return 0;
 }
@@ -1343,6 +1381,8 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(slo_init)
 	}
 	bpf_for(i, 0, nr_cpus()) {
 		if ((err = scx_bpf_create_dsq(PIN_DSQ(i), -1)))
+			return err;
+		if ((err = scx_bpf_create_dsq(PIN_BE_DSQ(i), -1)))
 			return err;
 	}
 	ut = bpf_map_lookup_elem(&timers, &zero);
