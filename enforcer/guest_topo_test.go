@@ -117,8 +117,11 @@ func TestGuestTopoPinnedBehindSLO(t *testing.T) {
 	if pr.CPUsAllowed != 1 {
 		t.Fatalf("the pinned task may run on %d CPUs, want 1 (taskset)", pr.CPUsAllowed)
 	}
-	if pr.MaxGapNs > int64(400*time.Millisecond) {
-		t.Errorf("pinned best-effort task behind SLO work on its CPU went %s without running, want under 400 ms", time.Duration(pr.MaxGapNs))
+	// Under single-threaded TCG a vCPU itself can go hundreds of ms
+	// without emulator time: the hogs alone on CPUs 1..n-1 measure that
+	// floor in the same window. Today the pinned task waits seconds.
+	if bound := max(400*time.Millisecond, time.Duration(otherGap)+200*time.Millisecond); pr.MaxGapNs > int64(bound) {
+		t.Errorf("pinned best-effort task behind SLO work on its CPU went %s without running, want under %s (400 ms, or the unloaded CPUs' own longest gap + 200 ms)", time.Duration(pr.MaxGapNs), bound)
 	}
 }
 
@@ -488,14 +491,21 @@ func TestGuestTopoOverload(t *testing.T) {
 	switch {
 	case !attachedThroughout:
 		t.Errorf("the scheduler was ejected during the overload (%+v): best-effort shares %v were measured under the fallback scheduler", e.LastExit(), shares)
-	case minShare < 0.10:
-		t.Errorf("under all-SLO overload a best-effort hog pinned to its CPU got %.3f of it (least of %d CPUs), want ≥ 0.10 on every CPU", minShare, n)
+	case minShare < 0.06:
+		// The scheduler guarantees one 5 ms slice per 45 ms (11%) per CPU;
+		// emulation noise costs some of it. Today: 0.000-0.044.
+		t.Errorf("under all-SLO overload a best-effort hog pinned to its CPU got %.3f of it (least of %d CPUs), want ≥ 0.06 on every CPU", minShare, n)
 	}
 	if bv.Err != "" {
 		t.Fatalf("polling the overload bit: %s", bv.Err)
 	}
-	if !bv.BitBeforeMiss {
-		t.Errorf("the overload bit was never seen set before the cgroup's first completed over-budget wait (%s)", bv)
+	// The poller may see bit and first miss in the same reading: under
+	// single-threaded TCG with 8 vCPUs its readings come every few hundred
+	// ms. The scheduler's own count says whether the bit was raised from
+	// the queue (a waiting head past its budget) while still clear, i.e.
+	// before the miss-rate estimate had judged the cgroup overloaded.
+	if !bv.BitBeforeMiss && st["early_overload"] == 0 {
+		t.Errorf("the overload bit was never set from the queue before misses were judged (early_overload 0; poller: %s)", bv)
 	}
 }
 
