@@ -37,7 +37,10 @@ func TestVM(t *testing.T) {
 	}
 	run := os.Getenv("SCX_SLO_GUEST_RUN")
 	if run == "" {
-		run = "^TestGuest"
+		// Every TestGuest* test but the TestGuestTopo* ones, which are
+		// sized for TestVMTopology's 8 vCPUs (on 2, emulation noise
+		// swamps their bounds).
+		run = "^TestGuest([^T]|T[^o])"
 	}
 	runGuestSuite(t, run, lab.Options{Timeout: 8 * time.Minute})
 }
