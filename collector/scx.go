@@ -43,11 +43,11 @@ func (c *scxCollector) Update(out *Series) error {
 	capab, err := scxcap.Probe(c.paths)
 	gauge := out.Gauge
 	gauge(c.kernel, 1, capab.KernelRelease)
-	gauge(c.btf, b2f(capab.BTF))
-	gauge(c.supported, b2f(capab.Supported))
+	gauge(c.btf, BoolValue(capab.BTF))
+	gauge(c.supported, BoolValue(capab.Supported))
 	if capab.Supported {
 		for _, s := range scxStates {
-			gauge(c.state, b2f(capab.State == s), s)
+			gauge(c.state, BoolValue(capab.State == s), s)
 		}
 		if capab.Ops != "" {
 			gauge(c.ops, 1, capab.Ops)
@@ -59,7 +59,7 @@ func (c *scxCollector) Update(out *Series) error {
 		}
 	}
 	ok, why := capab.Compatible()
-	gauge(c.compatible, b2f(ok))
+	gauge(c.compatible, BoolValue(ok))
 	for _, r := range why {
 		gauge(c.why, 1, r)
 	}
@@ -74,4 +74,3 @@ func BoolValue(b bool) float64 {
 	return 0
 }
 
-var b2f = BoolValue

@@ -54,7 +54,7 @@ func newSLOCollector(src Sources, _ log.Logger) (Collector, error) {
 
 func (c *sloCollector) Update(out *Series) error {
 	ok, last, _ := c.config.LastReload()
-	out.Gauge(c.reloadOK, b2f(ok))
+	out.Gauge(c.reloadOK, BoolValue(ok))
 	out.Gauge(c.reloadTime, float64(last.UnixNano())/1e9)
 
 	view := c.cgroups.View()
@@ -84,7 +84,7 @@ func (c *sloCollector) Update(out *Series) error {
 			errs = append(errs, err)
 			continue
 		}
-		out.Gauge(c.overloaded, b2f(on), p)
+		out.Gauge(c.overloaded, BoolValue(on), p)
 	}
 	return errors.Join(errs...)
 }
