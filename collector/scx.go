@@ -73,4 +73,3 @@ func BoolValue(b bool) float64 {
 	}
 	return 0
 }
-
