@@ -18,9 +18,11 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o scx-slo-lab ./cmd/scx-slo-lab
 
 # BPF objects and bindings (bpf2go, needs clang-19), then dashboards and
-# alert rules. Generated files are committed.
+# alert rules, then the SLOPolicy deepcopy code and CRD (controller-gen), then
+# the chart's copies of the dashboards, rules and VERSION (deploy/helm).
+# Generated files are committed.
 generate:
-	$(GO) generate ./bpf/... ./dashboards/... ./alerts/...
+	$(GO) generate ./bpf/... ./dashboards/... ./alerts/... ./api/... ./deploy/helm/...
 
 # Everything, as root: real BPF on this host, the sched_ext kernel under
 # qemu, promtool, loopback HTTP.
@@ -38,7 +40,7 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./bench/...
 
 lint:
 	$(GO) vet ./...

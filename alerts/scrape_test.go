@@ -24,6 +24,7 @@ import (
 var absentByDesign = map[string]string{
 	"scx_slo_enforcer_exits_total":         "labelled by exit kind; appears with the first ejection",
 	"scx_slo_enforce_incompatible_info":    "absent while the kernel is compatible",
+	"scx_slo_enforce_degraded_info":        "absent on kernels with every scheduler feature (and on incompatible ones)",
 	"scx_slo_scx_ops_info":                 "absent while no sched_ext scheduler is loaded",
 	"scx_slo_scx_events_total":             "only where the kernel has /sys/kernel/sched_ext/root/events",
 	"scx_slo_shed_requests_total":          "exported by the shedding sidecar",

@@ -202,3 +202,15 @@ func update(c Collector, out *Series) (err error) {
 	}()
 	return c.Update(out)
 }
+
+// Disable switches the named collectors off, as --no-collector.<name>
+// would: for modes decided after parsing (a node's mode label).
+func Disable(names ...string) {
+	for _, r := range registry {
+		for _, n := range names {
+			if r.name == n {
+				*r.enabled = false
+			}
+		}
+	}
+}

@@ -61,11 +61,11 @@ func TestE2EOutput(t *testing.T) {
 		}
 		got = normalise(string(body), cg.Parent)
 		for _, want := range []string{
-			`scx_slo_runqueue_latency_seconds_count{cgroup="/TEST/ls"}`,
-			`scx_slo_runqueue_latency_seconds_count{cgroup="/TEST/batch"}`,
+			`scx_slo_runqueue_latency_seconds_count{cgroup="/TEST/ls",`,
+			`scx_slo_runqueue_latency_seconds_count{cgroup="/TEST/batch",`,
 			`scx_slo_runqueue_preemptions_total{`,
-			`scx_slo_budget_seconds{cgroup="/TEST/ls"}`,
-			`scx_slo_budget_seconds{cgroup="/TEST/web-1"}`,
+			`scx_slo_budget_seconds{cgroup="/TEST/ls",`,
+			`scx_slo_budget_seconds{cgroup="/TEST/web-1",`,
 		} {
 			if !strings.Contains(got, want) {
 				scrapeErr = fmt.Errorf("no %s yet", want)

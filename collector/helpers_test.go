@@ -92,8 +92,9 @@ func exporterOf(cs map[string]Collector) *Exporter {
 	return e
 }
 
-// values maps each series' label values (joined by ",") to its value (the
-// sample count for histograms).
+// values maps each series' non-empty label values (joined by ",", in
+// label name order) to its value (the sample count for histograms). Empty
+// labels are left out as Prometheus leaves them out.
 func values(f *dto.MetricFamily) map[string]float64 {
 	out := map[string]float64{}
 	if f == nil {
@@ -101,8 +102,11 @@ func values(f *dto.MetricFamily) map[string]float64 {
 	}
 	for _, m := range f.Metric {
 		var key string
-		for i, l := range m.Label {
-			if i > 0 {
+		for _, l := range m.Label {
+			if l.GetValue() == "" {
+				continue
+			}
+			if key != "" {
 				key += ","
 			}
 			key += l.GetValue()

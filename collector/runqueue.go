@@ -41,6 +41,17 @@ func init() {
 // OtherCgroup labels the aggregate of cgroups not reported individually.
 const OtherCgroup = "_other"
 
+// perCgroupLabels are the labels of every per-cgroup series: the path, and
+// the Kubernetes pod and container it belongs to (empty outside
+// Kubernetes, for cgroups of no pod, and for _other). The pod labels are
+// a function of the path, so they add no series.
+var perCgroupLabels = []string{"cgroup", "namespace", "pod", "container"}
+
+// podLabels are the values of perCgroupLabels for one cgroup.
+func podLabels(path string, pod slosync.Pod) []string {
+	return []string{path, pod.Namespace, pod.Name, pod.Container}
+}
+
 // RunqueueStats is what the runqueue collector reads of the tracer.
 type RunqueueStats interface {
 	ReadStats() (map[uint64]*slomaps.Stats, error)
@@ -95,9 +106,9 @@ func newRunqueueCollector(cfg RunqueueConfig, src Sources, logger log.Logger) (C
 	}
 	return &runqueueCollector{
 		cfg: cfg, tracer: src.Tracer, cgroups: src.Cgroups, logger: logger,
-		latency:  d("latency_seconds", "Wakeup-to-run latency of the cgroup's tasks (also time runnable after a preemption).", "cgroup"),
-		preempts: d("preemptions_total", "Times a runnable task of cgroup was switched out for a task of by_cgroup.", "cgroup", "by_cgroup"),
-		waiting:  d("waiting_tasks", "Tasks of the cgroup currently runnable but not running.", "cgroup"),
+		latency:  d("latency_seconds", "Wakeup-to-run latency of the cgroup's tasks (also time runnable after a preemption).", perCgroupLabels...),
+		preempts: d("preemptions_total", "Times a runnable task of cgroup was switched out for a task of by_cgroup.", append(perCgroupLabels, "by_cgroup")...),
+		waiting:  d("waiting_tasks", "Tasks of the cgroup currently runnable but not running.", perCgroupLabels...),
 		tracked:  d("tracked_cgroups", "Cgroups with an entry in the tracer's BPF map."),
 		dr:       d("dropped_events_total", "Events the tracer could not record.", "reason"),
 	}, nil
@@ -110,8 +121,9 @@ func (c *runqueueCollector) Update(out *Series) error {
 	}
 	lb := newLabeler(c.view(stats), c.cfg)
 	for p, g := range lb.fold(stats) {
-		out.Histogram(c.latency, g.count, float64(g.sumNs)/1e9, latencyhist.Cumulative(&g.hist), p)
-		out.Gauge(c.waiting, float64(max(g.waiting, 0)), p) // < 0: tasks already waiting when the tracer attached
+		l := lb.labels(p)
+		out.Histogram(c.latency, g.count, float64(g.sumNs)/1e9, latencyhist.Cumulative(&g.hist), l...)
+		out.Gauge(c.waiting, float64(max(g.waiting, 0)), l...) // < 0: tasks already waiting when the tracer attached
 	}
 	out.Gauge(c.tracked, float64(len(stats)))
 
@@ -120,7 +132,7 @@ func (c *runqueueCollector) Update(out *Series) error {
 		return err
 	}
 	for k, v := range lb.pairs(pairs) {
-		out.Counter(c.preempts, float64(v), k[0], k[1])
+		out.Counter(c.preempts, float64(v), append(lb.labels(k[0]), k[1])...)
 	}
 
 	drops, err := c.tracer.Drops()
@@ -162,11 +174,22 @@ type labeler struct {
 	view slosync.View
 	cfg  RunqueueConfig
 	keep map[string]bool // labels that survive the max-series cut; set by fold
+	pods map[string]slosync.Pod
 }
 
 func newLabeler(view slosync.View, cfg RunqueueConfig) *labeler {
-	return &labeler{view: view, cfg: cfg}
+	pods := make(map[string]slosync.Pod, len(view.Pods))
+	for id, pod := range view.Pods {
+		if cg, ok := view.Cgroups[id]; ok {
+			pods[cg.Path] = pod
+		}
+	}
+	return &labeler{view: view, cfg: cfg, pods: pods}
 }
+
+// labels are the values of perCgroupLabels for a label from fold or pairs:
+// a folded path carries the pod of the ancestor it folded into.
+func (l *labeler) labels(p string) []string { return podLabels(p, l.pods[p]) }
 
 // base is the label before the max-series cut, and whether the cgroup is
 // under an SLO (reported under its own path whatever the other rules say).

@@ -1,15 +1,18 @@
 package collector
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
 
 	"github.com/go-kit/log"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/scx-slo/scx-slo/bpf/runqueue"
 	"github.com/scx-slo/scx-slo/internal/latencyhist"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
+	"github.com/scx-slo/scx-slo/internal/slosync"
 )
 
 // A small node: two services under system.slice, a pod with two
@@ -230,4 +233,80 @@ func TestRunqueueConfigErrors(t *testing.T) {
 	if _, err := newRunqueueCollector(RunqueueConfig{MaxSeries: 1}, Sources{Cgroups: newTable(nil)}, log.NewNopLogger()); err == nil {
 		t.Errorf("no tracer: no error")
 	}
+}
+
+// TestPodLabels: a pod's cgroups carry its namespace, pod and container;
+// a cgroup folded into its pod-level ancestor carries that ancestor's pod
+// (no container); other cgroups and _other carry empty labels; SLO series
+// carry the assignment's pod.
+func TestPodLabels(t *testing.T) {
+	paths := maps.Clone(nodePaths)
+	paths[8] = "/kubepods/pod1"
+	tb := newTable(paths, 5)
+	pod := slosync.Pod{Namespace: "shop", Name: "checkout-0"}
+	c1, c2 := pod, pod
+	c1.Container, c2.Container = "api", "sidecar"
+	tb.view.Pods = map[uint64]slosync.Pod{8: pod, 5: c1, 6: c2}
+	a := tb.view.SLOs[5]
+	a.Pod = c1
+	tb.view.SLOs[5] = a
+	series := func(f *dto.MetricFamily) map[string]map[string]string {
+		out := map[string]map[string]string{}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.Label {
+				l[p.GetName()] = p.GetValue()
+			}
+			out[l["cgroup"]] = l
+		}
+		return out
+	}
+	want := func(ns, name, ctr string) map[string]string {
+		return map[string]string{"namespace": ns, "pod": name, "container": ctr}
+	}
+	check := func(what string, got map[string]map[string]string, exp map[string]map[string]string) {
+		t.Helper()
+		for cg, w := range exp {
+			l, ok := got[cg]
+			if !ok {
+				t.Errorf("%s: no series for %s (have %v)", what, cg, got)
+				continue
+			}
+			for k, v := range w {
+				if l[k] != v {
+					t.Errorf("%s{cgroup=%q}: %s=%q, want %q", what, cg, k, l[k], v)
+				}
+			}
+		}
+	}
+	stats := nodeStats(map[uint64]uint64{2: 1, 5: 5, 6: 7, 8: 1})
+	r := &readings{stats: stats, preempts: map[runqueue.PreemptKey]uint64{{Victim: 6, By: 2}: 1}, overload: map[uint32]bool{}}
+	for _, tc := range []struct {
+		depth int
+		want  map[string]map[string]string
+	}{
+		{0, map[string]map[string]string{
+			"/kubepods/pod1/c1": want("shop", "checkout-0", "api"), "/kubepods/pod1/c2": want("shop", "checkout-0", "sidecar"),
+			"/kubepods/pod1": want("shop", "checkout-0", ""), "/system.slice": want("", "", ""),
+		}},
+		{2, map[string]map[string]string{ // c2 folds into the pod; c1 has an SLO and stays
+			"/kubepods/pod1/c1": want("shop", "checkout-0", "api"), "/kubepods/pod1": want("shop", "checkout-0", ""),
+		}},
+	} {
+		c, err := newRunqueueCollector(RunqueueConfig{Depth: tc.depth, MaxSeries: 100}, Sources{Tracer: r, Cgroups: tb}, log.NewNopLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := scrape(t, exporterOf(map[string]Collector{"runqueue": c}))
+		check(fmt.Sprintf("latency at depth %d", tc.depth), series(f["scx_slo_runqueue_latency_seconds"]), tc.want)
+		if tc.depth == 0 {
+			check("preemptions", series(f["scx_slo_runqueue_preemptions_total"]), map[string]map[string]string{"/kubepods/pod1/c2": want("shop", "checkout-0", "sidecar")})
+		}
+	}
+	c, err := newSLOCollector(Sources{Cgroups: tb, Deadlines: r.deadlineMaps, Config: r}, log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := scrape(t, exporterOf(map[string]Collector{"slo": c}))
+	check("budget", series(f["scx_slo_budget_seconds"]), map[string]map[string]string{"/kubepods/pod1/c1": want("shop", "checkout-0", "api")})
 }

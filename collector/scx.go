@@ -15,6 +15,7 @@ type scxCollector struct {
 	paths                                      scxcap.Paths
 	supported, state, ops, enableSeq, rejected *prometheus.Desc
 	events, kernel, btf, compatible, why       *prometheus.Desc
+	degraded                                   *prometheus.Desc
 }
 
 func scxDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -34,6 +35,7 @@ func newScxCollector(src Sources, _ log.Logger) (Collector, error) {
 		btf:        scxDesc("btf_present", "1 if kernel BTF is at /sys/kernel/btf/vmlinux."),
 		compatible: scxDesc("enforce_compatible", "1 if this kernel can run the scx-slo scheduler."),
 		why:        scxDesc("enforce_incompatible_info", "One series per reason the kernel cannot run the scx-slo scheduler.", "reason"),
+		degraded:   scxDesc("enforce_degraded_info", "One series per scheduler feature this kernel lacks while it can run the scx-slo scheduler (docs/metrics.md).", "feature"),
 	}, nil
 }
 
@@ -62,6 +64,11 @@ func (c *scxCollector) Update(out *Series) error {
 	gauge(c.compatible, BoolValue(ok))
 	for _, r := range why {
 		gauge(c.why, 1, r)
+	}
+	if ok {
+		for _, f := range capab.Degraded {
+			gauge(c.degraded, 1, f)
+		}
 	}
 	return err
 }

@@ -40,12 +40,12 @@ func newSLOCollector(src Sources, _ log.Logger) (Collector, error) {
 	}
 	return &sloCollector{
 		cgroups: src.Cgroups, deadlineMaps: src.Deadlines, config: src.Config,
-		budget:     d("budget_seconds", "The cgroup's latency budget from the SLO config.", "cgroup"),
-		importance: d("importance", "The cgroup's importance (1-1000) from the SLO config.", "cgroup"),
-		target:     d("target_ratio", "Fraction of wakeups that must meet the budget.", "cgroup"),
-		deadlines:  d("deadlines_total", "Wakeups judged against the budget.", "cgroup"),
-		misses:     d("deadline_misses_total", "Wakeups that ran later than the budget.", "cgroup"),
-		overloaded: d("overloaded", "1 while the cgroup's recent miss rate is above 1 - target (cleared with hysteresis).", "cgroup"),
+		budget:     d("budget_seconds", "The cgroup's latency budget from its SLO (config file, pod annotation or SLOPolicy).", perCgroupLabels...),
+		importance: d("importance", "The cgroup's importance (1-1000) from its SLO.", perCgroupLabels...),
+		target:     d("target_ratio", "Fraction of wakeups that must meet the budget.", perCgroupLabels...),
+		deadlines:  d("deadlines_total", "Wakeups judged against the budget.", perCgroupLabels...),
+		misses:     d("deadline_misses_total", "Wakeups that ran later than the budget.", perCgroupLabels...),
+		overloaded: d("overloaded", "1 while the cgroup's recent miss rate is above 1 - target (cleared with hysteresis).", perCgroupLabels...),
 		reloadOK:   d("config_last_reload_successful", "0 if the last SLO config reload was rejected."),
 		reloadTime: d("config_last_reload_success_timestamp_seconds", "Time of the last successful SLO config load."),
 		noSlot:     d("cgroups_without_slot", "Cgroups under an SLO that got none of the 4096 overload slots: not judged or enforced."),
@@ -69,22 +69,22 @@ func (c *sloCollector) Update(out *Series) error {
 	}
 	var errs []error
 	for id, a := range view.SLOs {
-		p := a.Cgroup.Path
-		out.Gauge(c.budget, a.SLO.LatencyBudget.Seconds(), p)
-		out.Gauge(c.importance, float64(a.SLO.Importance), p)
-		out.Gauge(c.target, a.SLO.Target, p)
+		p := podLabels(a.Cgroup.Path, a.Pod)
+		out.Gauge(c.budget, a.SLO.LatencyBudget.Seconds(), p...)
+		out.Gauge(c.importance, float64(a.SLO.Importance), p...)
+		out.Gauge(c.target, a.SLO.Target, p...)
 		var met, missed float64
 		if s, ok := stats[id]; ok {
 			met, missed = float64(s.Deadlines), float64(s.Misses)
 		}
-		out.Counter(c.deadlines, met, p)
-		out.Counter(c.misses, missed, p)
+		out.Counter(c.deadlines, met, p...)
+		out.Counter(c.misses, missed, p...)
 		on, err := maps.Overloaded(a.Slot)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		out.Gauge(c.overloaded, BoolValue(on), p)
+		out.Gauge(c.overloaded, BoolValue(on), p...)
 	}
 	return errors.Join(errs...)
 }

@@ -21,14 +21,15 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 		WithVariable(labelVar("shed_job", "Shedding job", "scx_slo_shed_admitted_ratio", "job", true))
 
 	d.WithRow(row("Scheduler")).
-		WithPanel(statNames("Mode", "scx_slo_mode: observe (measure only) or enforce (--enforce given).", "no data", tile,
+		WithPanel(statNames("Mode", "scx_slo_mode: off (no BPF loaded), observe (measure only) or enforce (--enforce given, or the node labelled scx-slo.io/mode=enforce).", "no data", tile,
 			q{`scx_slo_mode{` + selNode + `} == 1`, "{{instance}}: {{mode}}"})).
 		WithPanel(statNames("sched_ext state", "scx_slo_scx_state: the kernel's sched_ext state (/sys/kernel/sched_ext/state).", "no data", tile,
 			q{`scx_slo_scx_state{` + selNode + `} == 1`, "{{instance}}: {{state}}"})).
 		WithPanel(statNames("Loaded BPF scheduler", "scx_slo_scx_ops_info: the sched_ext scheduler the kernel runs, whether ours or another.", "none", tile,
 			q{`scx_slo_scx_ops_info{` + selNode + `}`, "{{instance}}: {{ops}}"})).
-		WithPanel(statNames("Enforcement unavailable because", "scx_slo_enforce_incompatible_info: why this kernel can't run the scx-slo scheduler (empty when it can).", "compatible", tile,
-			q{`scx_slo_enforce_incompatible_info{` + selNode + `}`, "{{instance}}: {{reason}}"})).
+		WithPanel(statNames("Enforcement unavailable or degraded because", "scx_slo_enforce_incompatible_info: why this kernel can't run the scx-slo scheduler (empty when it can); scx_slo_enforce_degraded_info: scheduler features it runs without on this kernel (docs/metrics.md).", "compatible", tile,
+			q{`scx_slo_enforce_incompatible_info{` + selNode + `}`, "{{instance}}: {{reason}}"},
+			q{`scx_slo_enforce_degraded_info{` + selNode + `}`, "{{instance}}: without {{feature}}"})).
 		WithPanel(stateTimeline("Enforcer requested / attached", "scx_slo_enforcer_requested (--enforce given) and scx_slo_enforcer_attached (our scheduler is running). Requested but not attached for long fires ScxSloEnforcerNotAttached.", half,
 			valueText("0", "no", "transparent", "1", "yes", "green"),
 			q{`scx_slo_enforcer_requested{` + selNode + `}`, "{{instance}} requested"},
@@ -43,6 +44,8 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 			q{`sum by (instance) (rate(scx_slo_scx_nr_rejected{` + selNode + `}` + rate + `))`, "{{instance}} rejected"})).
 		WithPanel(timeSeries("scx-slo scheduler decisions", "scx_slo_enforcer_scheduler_events_total while our scheduler is attached: SLO wakeups that preempted later work (kick_preempt, preempt_local without an IPI), picks by class, best-effort work let in by the starvation bound (be_bound) or rescued, cpu.max parking. See docs/metrics.md.", "ops", half,
 			q{`sum by (instance, event) (rate(scx_slo_enforcer_scheduler_events_total{` + selNode + `}` + rate + `))`, "{{instance}} {{event}}"}))
+
+	canaryRow(d)
 
 	d.WithRow(row("Latency SLOs")).
 		WithPanel(heatmapOf("Run-queue latency", "Wakeup-to-run latency of the selected cgroups on the selected nodes (scx_slo_runqueue_latency_seconds), per bucket.", half,

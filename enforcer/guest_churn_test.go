@@ -153,13 +153,14 @@ func TestGuestChurn(t *testing.T) {
 }
 
 // staleEntries counts entries of removed cgroups in the scheduler's
-// per-cgroup maps.
+// per-cgroup maps keyed by id (cg_ctxs is cgroup local storage: it goes
+// with the cgroup).
 func staleEntries(t *testing.T, e *Enforcer, removed map[uint64]string) int {
 	t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	stale := 0
-	for _, m := range []*ebpf.Map{e.cur.maps.CgroupStats, e.cur.loaded.rest.Maps["cg_ctxs"]} {
+	for _, m := range []*ebpf.Map{e.cur.maps.CgroupStats} {
 		it := m.Iterate()
 		var id uint64
 		var val []byte

@@ -35,7 +35,20 @@ type GapHogReport struct {
 	CPUNs       int64  `json:"cpu_ns"`     // thread CPU time used
 	WindowNs    int64  `json:"window_ns"`
 	CPUsAllowed int    `json:"cpus_allowed"`
+	// The spinning thread's context switches in the window: voluntary
+	// ones are the Go runtime handing its P to another thread of the
+	// process (GC, preemption), each a wait in the queues as a new task.
+	Nvcsw  int64 `json:"nvcsw"`
+	Nivcsw int64 `json:"nivcsw"`
+	// Every stretch of at least gapRecordNs without progress, as
+	// [start, end] monotonic times: with the other hogs' stretches they
+	// say whether the CPU ran something else meanwhile (the scheduler's
+	// doing) or nothing (the emulator did not run the vCPU).
+	Gaps [][2]int64 `json:"gaps,omitempty"`
 }
+
+// gapRecordNs: shorter stretches are a context switch or two under TCG.
+const gapRecordNs = int64(2 * time.Millisecond)
 
 // Share is the fraction of one CPU it used in the window.
 func (r GapHogReport) Share(t *testing.T) float64 {
@@ -100,6 +113,7 @@ func runGapHog() (any, error) {
 		return nil, err
 	}
 	var open, last, checked, cpu0 int64
+	var ru0 unix.Rusage
 	for {
 		spinIters(20000)
 		now := workload.MonotonicNs()
@@ -110,19 +124,29 @@ func runGapHog() (any, error) {
 			if open == 0 {
 				if open = readNs(filepath.Join(dir, "open")); open > 0 {
 					last, cpu0 = open, threadCPU()
+					unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
 				}
 				continue
 			}
 			if closeAt := readNs(filepath.Join(dir, "close")); closeAt > 0 {
 				rep.MaxGapNs = max(rep.MaxGapNs, closeAt-last)
+				if closeAt-last >= gapRecordNs {
+					rep.Gaps = append(rep.Gaps, [2]int64{last, closeAt})
+				}
 				rep.CPUNs = threadCPU() - cpu0
 				rep.WindowNs = closeAt - open
+				var ru unix.Rusage
+				unix.Getrusage(unix.RUSAGE_THREAD, &ru)
+				rep.Nvcsw, rep.Nivcsw = ru.Nvcsw-ru0.Nvcsw, ru.Nivcsw-ru0.Nivcsw
 				return rep, nil
 			}
 		}
 		if open > 0 {
 			rep.Chunks++
 			rep.MaxGapNs = max(rep.MaxGapNs, now-last)
+			if now-last >= gapRecordNs {
+				rep.Gaps = append(rep.Gaps, [2]int64{last, now})
+			}
 			last = now
 		}
 	}
@@ -372,4 +396,58 @@ func startOn(t *testing.T, name string, cg *cgroup, cpus string, params map[stri
 		t.Fatalf("starting %s on CPUs %s in %s: %v", name, cpus, cg.path, err)
 	}
 	return p
+}
+
+// intersect is the overlap of two sorted lists of disjoint [start, end] intervals.
+func intersect(x, y [][2]int64) [][2]int64 {
+	var out [][2]int64
+	for i, j := 0, 0; i < len(x) && j < len(y); {
+		if lo, hi := max(x[i][0], y[j][0]), min(x[i][1], y[j][1]); lo < hi {
+			out = append(out, [2]int64{lo, hi})
+		}
+		if x[i][1] < y[j][1] {
+			i++
+		} else {
+			j++
+		}
+	}
+	return out
+}
+
+// busyGap is the longest of r's gaps counted only where at least one of
+// the others (hogs sharing its CPU) made progress: how long the scheduler
+// kept r waiting while it ran their work, with the stretches where none
+// of them ran (the emulator did not run the vCPU) left out. The second
+// result is that gap's wall-clock length.
+func busyGap(r GapHogReport, others []GapHogReport) (busy, wall int64) {
+	for _, g := range r.Gaps {
+		if b := g[1] - g[0] - stalledIn(g, others); b > busy {
+			busy, wall = b, g[1]-g[0]
+		}
+	}
+	return busy, wall
+}
+
+// maxGap is r's longest gap.
+func maxGap(r GapHogReport) [2]int64 {
+	var m [2]int64
+	for _, g := range r.Gaps {
+		if g[1]-g[0] > m[1]-m[0] {
+			m = g
+		}
+	}
+	return m
+}
+
+// stalledIn is how much of g every one of rs spent in a gap too.
+func stalledIn(g [2]int64, rs []GapHogReport) int64 {
+	idle := [][2]int64{g}
+	for _, r := range rs {
+		idle = intersect(idle, r.Gaps)
+	}
+	var n int64
+	for _, iv := range idle {
+		n += iv[1] - iv[0]
+	}
+	return n
 }

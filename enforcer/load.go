@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/scx-slo/scx-slo/bpf/scheduler"
 	"github.com/scx-slo/scx-slo/internal/pindir"
+	"github.com/scx-slo/scx-slo/internal/scxcap"
 	"github.com/scx-slo/scx-slo/internal/slomaps"
 )
 
@@ -74,9 +76,22 @@ func (in *instance) close() error {
 	return errors.Join(errs...)
 }
 
-// loadSpec returns the scheduler's spec with the ops flags set.
+// loadSpec returns the spec of the scheduler object that fits the running
+// kernel (scxcap.SelectVariant) with the ops flags set and the callbacks
+// the kernel lacks removed.
 func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
-	spec, err := scheduler.Spec()
+	// Without kernel BTF or a fitting variant, the newest object: loading
+	// it then fails naming a missing kfunc (scxcap refuses such kernels
+	// before that).
+	variant, degraded := scxcap.VariantV2.Name, []string(nil)
+	kspec, kerr := btf.LoadKernelSpec()
+	if kerr == nil {
+		if v, _ := scxcap.SelectVariant(kspec); v != "" {
+			variant = v
+		}
+		degraded = scxcap.DegradedFeatures(kspec)
+	}
+	spec, err := scheduler.Spec(variant)
 	if err != nil {
 		return nil, fmt.Errorf("reading the scheduler object: %w", err)
 	}
@@ -88,10 +103,22 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 	// 7.1+: a task the kernel would leave in a local DSQ behind a higher
 	// class (RT, deadline) is handed back to ops.enqueue instead: what
 	// ops.cpu_release did before that kernel removed it.
-	if bit, ok := kernelOpsFlag("SCX_OPS_ALWAYS_ENQ_IMMED"); ok {
-		if err := orOpsFlags(spec, bit); err != nil {
-			return nil, err
+	// Kernels that have SCX_OPS_HAS_CGROUP_WEIGHT (6.12, not 7.x) log
+	// that the scheduler ignores cpu.weight unless it sets that flag.
+	for _, name := range []string{"SCX_OPS_ALWAYS_ENQ_IMMED", "SCX_OPS_HAS_CGROUP_WEIGHT"} {
+		if kerr != nil {
+			break
 		}
+		if bit, ok := scxcap.OpsFlag(kspec, name); ok {
+			if err := orOpsFlags(spec, bit); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Before 6.17 sched_ext_ops has no cgroup_set_bandwidth: a struct_ops
+	// program for a member the kernel lacks cannot load.
+	if slices.Contains(degraded, scxcap.FeatureCPUMax) {
+		delete(spec.Programs, scheduler.BandwidthProg)
 	}
 	topo, err := ReadTopology("/sys")
 	if err != nil {
@@ -101,25 +128,6 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 		return nil, err
 	}
 	return spec, nil
-}
-
-// kernelOpsFlag returns the value of an enum scx_ops_flags member in the
-// running kernel's BTF, if it has that member.
-func kernelOpsFlag(name string) (uint64, bool) {
-	kspec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return 0, false
-	}
-	var e *btf.Enum
-	if err := kspec.TypeByName("scx_ops_flags", &e); err != nil {
-		return 0, false
-	}
-	for _, v := range e.Values {
-		if v.Name == name {
-			return v.Value, true
-		}
-	}
-	return 0, false
 }
 
 // orOpsFlags sets bits in sched_ext_ops.flags. cilium/ebpf copies the ops

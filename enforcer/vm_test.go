@@ -59,6 +59,32 @@ func TestVMTopology(t *testing.T) {
 	runGuestSuite(t, run, lab.Options{CPUs: 8, Sockets: 2, Timeout: 10 * time.Minute})
 }
 
+// matrixRun is the kernel matrix's subset of the TestGuest* tests: the
+// compatibility gate accepting the kernel, attach and detach, latency
+// ordering, cpu.weight, the overload bit, re-adoption after a kill and the
+// per-cgroup reserve.
+const matrixRun = "^TestGuest(KernelCompatible|AttachDetach|Latency|CPUWeight|OverloadBit|KillPinnedReadopt|Reserve)$"
+
+// TestVMKernelMatrix runs matrixRun on every kernel of the lab's matrix
+// (labtest.MatrixKernels: 6.12 LTS built from source, which loads the
+// compat scheduler object), one boot each. TestVM covers
+// the default (newest) kernel. SCX_SLO_GUEST_MATRIX_RUN narrows the tests.
+func TestVMKernelMatrix(t *testing.T) {
+	if labtest.InGuest() {
+		t.Skip("already inside the guest")
+	}
+	run := os.Getenv("SCX_SLO_GUEST_MATRIX_RUN")
+	if run == "" {
+		run = matrixRun
+	}
+	for _, spec := range labtest.MatrixKernels() {
+		t.Run(spec, func(t *testing.T) {
+			k := labtest.KernelFor(t, spec)
+			runGuestSuite(t, run, lab.Options{Kernel: k, Timeout: 8 * time.Minute})
+		})
+	}
+}
+
 // runGuestSuite runs the guest tests matching run in one boot and logs
 // the measurements they wrote.
 func runGuestSuite(t *testing.T, run string, opts lab.Options) {

@@ -50,6 +50,10 @@ struct css_set {
 
 struct task_struct {
 	unsigned int __state;
+	/* SMP kernels: the task is on a CPU. An int in some kernels, a byte
+	 * in others: read as a byte, the low one of an int on little-endian
+	 * (bpfel, the only target), 0 or 1 either way. */
+	unsigned char on_cpu;
 	int pid;
 	int tgid;
 	struct css_set *cgroups;

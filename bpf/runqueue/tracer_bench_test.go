@@ -1,9 +1,11 @@
 package runqueue
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -97,22 +99,141 @@ func benchTracerCost(b *testing.B, pairs int) {
 	b.ReportMetric(median(with), "roundtrip-ns-with")
 
 	setAttached(b, tr, true)
-	before := programStats(b, tr)
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatal(err)
 	}
-	run()
-	stats.Close()
-	after := programStats(b, tr)
-	for _, name := range []string{"sched_switch", "sched_wakeup"} {
-		runs := after[name].RunCount - before[name].RunCount
-		if runs == 0 {
-			b.Fatalf("%s never ran during the ping-pong", name)
+	defer stats.Close()
+	perRun := map[string][]float64{}
+	for i := 0; i < costPairs; i++ {
+		before := programStats(b, tr.Programs())
+		run()
+		after := programStats(b, tr.Programs())
+		for _, name := range []string{"sched_switch", "sched_wakeup"} {
+			perRun[name] = append(perRun[name], nsPerRun(b, name, before[name], after[name]))
 		}
-		ns := after[name].Runtime - before[name].Runtime
-		b.ReportMetric(float64(ns.Nanoseconds())/float64(runs), name+"-ns/run")
 	}
+	for name, v := range perRun {
+		b.Logf("%s ns/run of %d ping-pongs: %.1f", name, costPairs, v)
+		b.ReportMetric(median(v), name+"-ns/run")
+	}
+}
+
+// nsPerRun is a program's mean run time between two readings of its stats.
+func nsPerRun(b *testing.B, name string, before, after *ebpf.ProgramStats) float64 {
+	runs := after.RunCount - before.RunCount
+	if runs == 0 {
+		b.Fatalf("%s never ran during the ping-pong", name)
+	}
+	return float64((after.Runtime - before.Runtime).Nanoseconds()) / float64(runs)
+}
+
+// BenchmarkTracerObjects compares builds of the tracer: the objects named
+// in SCX_SLO_TRACER_OBJECTS (comma-separated .o paths, e.g. one from
+// `git show <commit>:bpf/runqueue/tracer_bpfel.o`) are loaded side by
+// side and attached in turn for objectRounds saturated ping-pongs of b.N
+// round trips each (the order alternating), with bpf_stats on throughout.
+// It reports each object's median sched_switch and sched_wakeup ns/run
+// and logs quartiles: on a shared host, where one reading swings by a
+// third, only many short interleaved readings separate two builds.
+//
+//	SCX_SLO_TRACER_OBJECTS=old.o,bpf/runqueue/tracer_bpfel.o \
+//	  go test -run '^$' -bench TracerObjects -benchtime 5000x -v ./bpf/runqueue
+func BenchmarkTracerObjects(b *testing.B) {
+	paths := strings.Split(os.Getenv("SCX_SLO_TRACER_OBJECTS"), ",")
+	if os.Getenv("SCX_SLO_TRACER_OBJECTS") == "" || os.Geteuid() != 0 {
+		b.Skip("needs root and SCX_SLO_TRACER_OBJECTS")
+	}
+	h, err := cgroupfs.Detect("/sys/fs/cgroup", "auto")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var objs []*ebpf.Collection
+	for _, p := range paths {
+		c, err := loadObject(p, h)
+		if err != nil {
+			b.Fatalf("%s: %v", p, err)
+		}
+		defer c.Close()
+		objs = append(objs, c)
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close()
+	progs := map[string]string{"sched_switch": "on_switch", "sched_wakeup": "on_wakeup"}
+	perRun := make([]map[string][]float64, len(objs))
+	for r := 0; r < objectRounds; r++ {
+		for j := range objs {
+			i := j
+			if r%2 == 1 {
+				i = len(objs) - 1 - j
+			}
+			named := map[string]*ebpf.Program{}
+			for name, prog := range progs {
+				named[name] = objs[i].Programs[prog]
+			}
+			var links []link.Link
+			for _, p := range objs[i].Programs {
+				l, err := link.AttachTracing(link.TracingOptions{Program: p})
+				if err != nil {
+					b.Fatal(err)
+				}
+				links = append(links, l)
+			}
+			before := programStats(b, named)
+			if _, err := pingpong.Measure(runtime.NumCPU(), b.N); err != nil {
+				b.Fatal(err)
+			}
+			after := programStats(b, named)
+			for _, l := range links {
+				l.Close()
+			}
+			if perRun[i] == nil {
+				perRun[i] = map[string][]float64{}
+			}
+			for name := range progs {
+				perRun[i][name] = append(perRun[i][name], nsPerRun(b, name, before[name], after[name]))
+			}
+		}
+	}
+	for i, p := range paths {
+		for _, name := range []string{"sched_switch", "sched_wakeup"} {
+			v := slices.Clone(perRun[i][name])
+			slices.Sort(v)
+			b.ReportMetric(median(v), fmt.Sprintf("obj%d-%s-ns/run", i, name))
+			if b.N == 1 {
+				continue // the framework's probe run: too short to read
+			}
+			b.Logf("%s %s ns/run: median %.1f, quartiles %.1f-%.1f, range %.1f-%.1f",
+				p, name, median(v), v[len(v)/4], v[3*len(v)/4], v[0], v[len(v)-1])
+		}
+	}
+}
+
+// objectRounds is how many times BenchmarkTracerObjects measures each object.
+const objectRounds = 40
+
+// loadObject loads a tracer object from a file, set up as Load does
+// where the object has the same variables and maps (older builds may not).
+func loadObject(path string, h cgroupfs.Hierarchy) (*ebpf.Collection, error) {
+	spec, err := ebpf.LoadCollectionSpec(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := spec.Maps[tracerMapHistSlots]; ok {
+		if err := sizeSlots(spec); err != nil {
+			return nil, err
+		}
+	}
+	if err := spec.Variables[tracerVarUseCgroup2].Set(h.V2); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[tracerVarV1HierarchyId].Set(int32(h.ID)); err != nil {
+		return nil, err
+	}
+	return ebpf.NewCollection(spec)
 }
 
 // setAttached attaches or detaches the tracer's programs.
@@ -135,9 +256,9 @@ func setAttached(b *testing.B, tr *Tracer, on bool) {
 	}
 }
 
-func programStats(b *testing.B, tr *Tracer) map[string]*ebpf.ProgramStats {
+func programStats(b *testing.B, progs map[string]*ebpf.Program) map[string]*ebpf.ProgramStats {
 	out := map[string]*ebpf.ProgramStats{}
-	for name, p := range tr.Programs() {
+	for name, p := range progs {
 		s, err := p.Stats()
 		if err != nil {
 			b.Fatal(err)

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tracerHistSlot struct {
+	_     structs.HostLayout
+	Cgid  uint64
+	Count uint64
+	SumNs uint64
+	Hist  [96]uint64
+}
+
 type tracerPreemptKey struct {
 	_      structs.HostLayout
 	Victim uint64
@@ -25,6 +33,14 @@ type tracerWaitMark struct {
 	Cgid      uint64
 	NoSloCgid uint64
 	NoSloGen  uint64
+	WaitSlot  uint32
+	Pad       uint32
+}
+
+type tracerWaitingSlot struct {
+	_       structs.HostLayout
+	Cgid    uint64
+	Waiting int64
 }
 
 // Names of all BPF objects in the ELF.
@@ -33,10 +49,12 @@ type tracerWaitMark struct {
 const (
 	tracerMapCgroupStats      = "cgroup_stats"
 	tracerMapDrops            = "drops"
+	tracerMapHistSlots        = "hist_slots"
 	tracerMapOverload         = "overload"
 	tracerMapPreempts         = "preempts"
 	tracerMapSlos             = "slos"
 	tracerMapTaskWait         = "task_wait"
+	tracerMapWaitingSlots     = "waiting_slots"
 	tracerMapZeroStats        = "zero_stats"
 	tracerProgOnCgroupMkdir   = "on_cgroup_mkdir"
 	tracerProgOnCgroupRmdir   = "on_cgroup_rmdir"
@@ -45,10 +63,13 @@ const (
 	tracerProgOnWakeupNew     = "on_wakeup_new"
 	tracerVarCgroupGeneration = "cgroup_generation"
 	tracerVarDropNr           = "drop_nr"
+	tracerVarHistSlotsPerCpu  = "hist_slots_per_cpu"
 	tracerVarJudgeSlos        = "judge_slos"
+	tracerVarNrCpus           = "nr_cpus"
 	tracerVarSlosGeneration   = "slos_generation"
 	tracerVarUseCgroup2       = "use_cgroup2"
 	tracerVarV1HierarchyId    = "v1_hierarchy_id"
+	tracerVarWaitSlotsPerCpu  = "wait_slots_per_cpu"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -104,13 +125,15 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	CgroupStats *ebpf.MapSpec `ebpf:"cgroup_stats"`
-	Drops       *ebpf.MapSpec `ebpf:"drops"`
-	Overload    *ebpf.MapSpec `ebpf:"overload"`
-	Preempts    *ebpf.MapSpec `ebpf:"preempts"`
-	Slos        *ebpf.MapSpec `ebpf:"slos"`
-	TaskWait    *ebpf.MapSpec `ebpf:"task_wait"`
-	ZeroStats   *ebpf.MapSpec `ebpf:"zero_stats"`
+	CgroupStats  *ebpf.MapSpec `ebpf:"cgroup_stats"`
+	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	HistSlots    *ebpf.MapSpec `ebpf:"hist_slots"`
+	Overload     *ebpf.MapSpec `ebpf:"overload"`
+	Preempts     *ebpf.MapSpec `ebpf:"preempts"`
+	Slos         *ebpf.MapSpec `ebpf:"slos"`
+	TaskWait     *ebpf.MapSpec `ebpf:"task_wait"`
+	WaitingSlots *ebpf.MapSpec `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.MapSpec `ebpf:"zero_stats"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -119,10 +142,13 @@ type tracerMapSpecs struct {
 type tracerVariableSpecs struct {
 	CgroupGeneration *ebpf.VariableSpec `ebpf:"cgroup_generation"`
 	DropNr           *ebpf.VariableSpec `ebpf:"drop_nr"`
+	HistSlotsPerCpu  *ebpf.VariableSpec `ebpf:"hist_slots_per_cpu"`
 	JudgeSlos        *ebpf.VariableSpec `ebpf:"judge_slos"`
+	NrCpus           *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	SlosGeneration   *ebpf.VariableSpec `ebpf:"slos_generation"`
 	UseCgroup2       *ebpf.VariableSpec `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
+	WaitSlotsPerCpu  *ebpf.VariableSpec `ebpf:"wait_slots_per_cpu"`
 }
 
 // tracerObjects contains all objects after they have been loaded into the kernel.
@@ -145,23 +171,27 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	CgroupStats *ebpf.Map `ebpf:"cgroup_stats"`
-	Drops       *ebpf.Map `ebpf:"drops"`
-	Overload    *ebpf.Map `ebpf:"overload"`
-	Preempts    *ebpf.Map `ebpf:"preempts"`
-	Slos        *ebpf.Map `ebpf:"slos"`
-	TaskWait    *ebpf.Map `ebpf:"task_wait"`
-	ZeroStats   *ebpf.Map `ebpf:"zero_stats"`
+	CgroupStats  *ebpf.Map `ebpf:"cgroup_stats"`
+	Drops        *ebpf.Map `ebpf:"drops"`
+	HistSlots    *ebpf.Map `ebpf:"hist_slots"`
+	Overload     *ebpf.Map `ebpf:"overload"`
+	Preempts     *ebpf.Map `ebpf:"preempts"`
+	Slos         *ebpf.Map `ebpf:"slos"`
+	TaskWait     *ebpf.Map `ebpf:"task_wait"`
+	WaitingSlots *ebpf.Map `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.Map `ebpf:"zero_stats"`
 }
 
 func (m *tracerMaps) Close() error {
 	return _TracerClose(
 		m.CgroupStats,
 		m.Drops,
+		m.HistSlots,
 		m.Overload,
 		m.Preempts,
 		m.Slos,
 		m.TaskWait,
+		m.WaitingSlots,
 		m.ZeroStats,
 	)
 }
@@ -172,10 +202,13 @@ func (m *tracerMaps) Close() error {
 type tracerVariables struct {
 	CgroupGeneration *ebpf.Variable `ebpf:"cgroup_generation"`
 	DropNr           *ebpf.Variable `ebpf:"drop_nr"`
+	HistSlotsPerCpu  *ebpf.Variable `ebpf:"hist_slots_per_cpu"`
 	JudgeSlos        *ebpf.Variable `ebpf:"judge_slos"`
+	NrCpus           *ebpf.Variable `ebpf:"nr_cpus"`
 	SlosGeneration   *ebpf.Variable `ebpf:"slos_generation"`
 	UseCgroup2       *ebpf.Variable `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.Variable `ebpf:"v1_hierarchy_id"`
+	WaitSlotsPerCpu  *ebpf.Variable `ebpf:"wait_slots_per_cpu"`
 }
 
 // tracerPrograms contains all programs after they have been loaded into the kernel.

@@ -97,26 +97,7 @@ func TestSLOAddedLaterIsJudged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := workload.CommandWith("bounce", -1, 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	if err := cgs.Move(path, cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
+	_, stdin, lines := startWorkload(t, cgs, path, "bounce")
 	bounce := func(n int) {
 		t.Helper()
 		if _, err := io.WriteString(stdin, strconv.Itoa(n)+"\n"); err != nil {
@@ -146,5 +127,57 @@ func TestSLOAddedLaterIsJudged(t *testing.T) {
 	}
 	if st.Deadlines < 1000 { // 2000 round trips wake the two threads up to 4000 times
 		t.Fatalf("%s after its SLO was added: %d wakeups judged, want at least 1000", path, st.Deadlines)
+	}
+}
+
+// TestHistogramInSlots: waits recorded in the per-CPU histogram slots add
+// up with the cgroup's stats (the histogram sums to the count, totals
+// only grow), and removing the cgroup frees its slots.
+func TestHistogramInSlots(t *testing.T) {
+	tr := loadForTest(t)
+	t.Cleanup(func() { tr.Close() })
+	cgs := exportertest.NewCgroups(t, "auto")
+	path, id := makeWithFreeSlots(t, tr, cgs, "bounce")
+	cmd, stdin, lines := startWorkload(t, cgs, path, "bounce")
+	maps := tr.Maps()
+	var last uint64
+	for round := 0; round < 3; round++ {
+		if _, err := io.WriteString(stdin, "2000\n"); err != nil {
+			t.Fatal(err)
+		}
+		if !lines.Scan() || lines.Text() != "done" {
+			t.Fatalf("bounce workload: %q, %v", lines.Text(), lines.Err())
+		}
+		st, ok, err := maps.StatsOf(id)
+		if err != nil || !ok {
+			t.Fatalf("stats of %s (%d): ok=%v, %v", path, id, ok, err)
+		}
+		var inHist uint64
+		for _, n := range st.Hist {
+			inHist += n
+		}
+		if inHist != st.Count || st.Count < last+1000 || st.SumNs == 0 {
+			t.Fatalf("round %d: count %d (before %d), histogram holds %d, sum %d ns: want the histogram to hold the count, at least 1000 more waits than before, a sum",
+				round, st.Count, last, inHist, st.SumNs)
+		}
+		last = st.Count
+	}
+	slots, err := tr.inSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slots[id] == nil || slots[id].Count == 0 {
+		t.Fatalf("%s: no waits recorded in the histogram slots (%+v)", path, slots[id])
+	}
+
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cgs.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if held := heldHistSlots(t, tr, id); held != 0 {
+		t.Fatalf("%s removed: %d histogram slots still held by it", path, held)
 	}
 }

@@ -7,15 +7,15 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/scx-slo/scx-slo/internal/scxcap"
 )
 
 // TestStatNamesMatchBPF: StatNames names enum stat_idx's values in order,
 // and the stats array has one slot per name.
-func TestStatNamesMatchBPF(t *testing.T) {
-	spec, err := Spec()
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestStatNamesMatchBPF(t *testing.T) { forEachVariant(t, checkStatNamesMatchBPF) }
+
+func checkStatNamesMatchBPF(t *testing.T, spec *ebpf.CollectionSpec) {
 	var e *btf.Enum
 	if err := spec.Types.TypeByName("stat_idx", &e); err != nil {
 		t.Fatal(err)
@@ -44,11 +44,9 @@ func TestStatNamesMatchBPF(t *testing.T) {
 // TestObjectsTagsNameTheObject: every ebpf tag of Objects names a map or
 // program of the compiled scheduler, so Collection.Assign cannot fail on a
 // rename.
-func TestObjectsTagsNameTheObject(t *testing.T) {
-	spec, err := Spec()
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestObjectsTagsNameTheObject(t *testing.T) { forEachVariant(t, checkObjectsTagsNameTheObject) }
+
+func checkObjectsTagsNameTheObject(t *testing.T, spec *ebpf.CollectionSpec) {
 	var check func(reflect.Type)
 	check = func(typ reflect.Type) {
 		for i := 0; i < typ.NumField(); i++ {
@@ -79,11 +77,9 @@ func TestObjectsTagsNameTheObject(t *testing.T) {
 // user_exit_info, at the offsets the separate variables of earlier
 // releases had, so an exporter reads the record of a scheduler that an
 // older one pinned.
-func TestExitRecordLayout(t *testing.T) {
-	spec, err := Spec()
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestExitRecordLayout(t *testing.T) { forEachVariant(t, checkExitRecordLayout) }
+
+func checkExitRecordLayout(t *testing.T, spec *ebpf.CollectionSpec) {
 	v, ok := spec.Variables["uei"]
 	if !ok || v.SectionName != ExitSection || v.Offset != 0 {
 		t.Fatalf("uei: %+v, want the start of %s", v, ExitSection)
@@ -104,5 +100,18 @@ func TestExitRecordLayout(t *testing.T) {
 	}
 	for name := range want {
 		t.Errorf("user_exit_info has no member %s", name)
+	}
+}
+
+// forEachVariant runs check on the object of every scxcap.Variant.
+func forEachVariant(t *testing.T, check func(*testing.T, *ebpf.CollectionSpec)) {
+	for _, v := range scxcap.Variants {
+		t.Run(v.Name, func(t *testing.T) {
+			spec, err := Spec(v.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, spec)
+		})
 	}
 }

@@ -29,7 +29,6 @@ type schedTaskCtx struct {
 	_         structs.HostLayout
 	WaitSince uint64
 	WaitCgid  uint64
-	RunCgid   uint64
 	Started   uint64
 	BwSince   uint64
 	QueuedAt  uint64

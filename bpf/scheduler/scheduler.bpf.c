@@ -32,8 +32,10 @@
  * - other tasks allowed on one CPU only (taskset, the static CPU manager
  *   of Kubernetes) wait in that CPU's own queues: PIN_DSQ for SLO tasks,
  *   keyed by deadline, and PIN_BE_DSQ for best-effort ones, in arrival
- *   order; the CPU counts them as its best-effort work, ahead of the
- *   domain's, which other CPUs can take instead;
+ *   order; the CPU counts them as its best-effort work, beside the
+ *   domain's: of the two heads the one that has waited longer goes
+ *   first (pinned work always first would leave unpinned tasks to
+ *   rescue alone wherever every CPU has a pinned hog);
  * - cpu.max-throttled tasks park in THROTTLED_DSQ until their period ends.
  * Local dispatches use SCX_ENQ_IMMED where the kernel has it (7.1+): if
  * the CPU turns out to be busy with a higher class (RT, deadline), the
@@ -49,9 +51,13 @@
  * started best-effort work (or last saw none waiting). So latency work
  * goes first, but best-effort work that can use this CPU gets it at
  * least every be_bound (40 ms): the bound holds per CPU, not per machine.
- * When even that deadline has passed (all-SLO overload), the best-effort
- * task runs protected: its running key is "now", so no SLO wakeup
- * preempts it, for one slice (be_guard_slice, 5 ms). Best-effort work
+ * When even that deadline has passed (all-SLO overload), best-effort
+ * work runs protected: its running key is "now", so no SLO wakeup
+ * preempts it, for a window of be_guard_slice (5 ms) in which every
+ * best-effort task this CPU dispatches is protected, not for one task:
+ * a thread that runs 50 us to hand over to another (a language
+ * runtime's scheduler, a pipeline) would otherwise use up the turn, and
+ * every step of the hand-over would wait be_bound. Best-effort work
  * thus keeps at least 5 ms in every 45 (11%) of every CPU under any SLO
  * load, and SLO work waits at most 5 ms for it.
  * If nothing is runnable but the previous task, it keeps the CPU with a
@@ -96,8 +102,9 @@
  * one CPU's worth, so further wakeups queue as best-effort and share
  * with /batch by cpu.weight; meanwhile each CPU gave /batch a protected
  * slice whenever it had waited 40 ms. A hog pinned to CPU 2 waits in
- * PIN_BE_DSQ(2) and is CPU 2's first best-effort work, so it runs there
- * at least every 40 ms.
+ * PIN_BE_DSQ(2) and is CPU 2's best-effort work (unpinned tasks that
+ * waited longer, which other CPUs may take too, go before it), so it
+ * runs there at least every 40 ms.
  *
  * cpu.weight and cpu.max
  * ----------------------
@@ -212,7 +219,7 @@ enum stat_idx {
 	STAT_KTHREAD,		/* per-CPU kthread sent to its CPU's local DSQ */
 	STAT_OVER_RESERVE,	/* SLO task queued as best-effort: its cgroup used its reserve */
 	STAT_STEAL,		/* task taken from another domain's queue */
-	STAT_BE_GUARD,		/* best-effort run protected: it had waited be_bound on this CPU */
+	STAT_BE_GUARD,		/* best-effort dispatched protected: in the window after it waited be_bound here */
 	STAT_KEEP_PREV,		/* nothing else to run: the previous task kept the CPU */
 	STAT_ENQ_LAST,		/* the CPU's last runnable task sent back to it */
 	STAT_REENQ,		/* task handed back by the kernel (its CPU was taken) */
@@ -228,7 +235,6 @@ const volatile enum stat_idx stat_nr = STAT_NR;
 struct task_ctx {
 	u64 wait_since;		/* 0 when not waiting */
 	u64 wait_cgid;		/* cgroup whose `waiting` count holds this task */
-	u64 run_cgid;		/* cpu cgroup counted in nr_runnable */
 	u64 started;		/* ops.running timestamp, for charging runtime */
 	u64 bw_since;		/* runtime before this is charged to cpu.max already */
 	u64 queued_at;		/* when it last entered a BE_DSQ */
@@ -239,7 +245,7 @@ struct task_ctx {
 	bool ran_be;		/* its current or last run was as best-effort */
 };
 
-/* Per-cgroup scheduling state, keyed by cgroup id. */
+/* Per-cgroup scheduling state, in the cgroup's local storage. */
 struct cg_ctx {
 	u32 weight;		/* cpu.weight, 1..10000 */
 	s32 nr_runnable;
@@ -256,7 +262,8 @@ struct cpu_ctx {
 	u64 key;		/* deadline of what it runs; 0 idle, BE_KEY best-effort */
 	u64 be_last;		/* best-effort last started here, or last seen none waiting */
 	u64 guard;		/* the next best-effort task runs protected (be_bound hit) */
-	u64 pad[5];
+	u64 guard_end;		/* best-effort work runs protected until then */
+	u64 pad[4];
 };
 
 /* Per-domain state. */
@@ -274,16 +281,16 @@ struct {
 } task_ctxs SEC(".maps");
 
 /*
- * Sized for the busiest nodes (a cgroup per container, plus systemd's);
- * not preallocated. A cgroup that finds it full still gets created, with
- * default weight and no cpu.max enforcement, counted in no_ctx: mkdir
- * must never fail because of us.
+ * Cgroup local storage: it lives and dies with the cgroup, so there is no
+ * table to fill up however many cgroups a node has, and no entry to
+ * delete. If an allocation fails the cgroup still gets created and runs
+ * with default weight and no cpu.max, counted in no_ctx: mkdir must
+ * never fail because of us.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE___slo);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, u64);
+	__type(key, int);
 	__type(value, struct cg_ctx);
 } cg_ctxs SEC(".maps");
 
@@ -402,10 +409,22 @@ static __always_inline u64 task_cgid(struct task_struct *p)
 	return p->cgroups->dfl_cgrp->kn->id;
 }
 
-/* The cgroup whose cpu.weight/cpu.max apply: the task's cpu controller css. */
-static __always_inline u64 task_cpu_cgid(struct task_struct *p)
+/*
+ * The cgroup whose cpu.weight/cpu.max apply: that of the task's task
+ * group, as the kernel's scheduler itself sees it. A cgroup move changes
+ * p->sched_task_group between dequeueing and re-enqueueing the task (so
+ * ops.quiescent still sees the group ops.runnable counted the task in),
+ * while p->cgroups has changed before. An autogroup's task group has no
+ * cgroup: that is the root, which is also what the cpu css names then.
+ */
+static __always_inline struct cgroup *task_cpu_cgrp(struct task_struct *p)
 {
-	return p->cgroups->subsys[bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id)]->cgroup->kn->id;
+	struct task_group *tg = scx(p)->sched_task_group;
+	struct cgroup *cg = tg ? tg->css.cgroup : NULL;
+
+	if (cg)
+		return cg;
+	return p->cgroups->subsys[bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id)]->cgroup;
 }
 
 static __always_inline struct task_ctx *tctx_of(struct task_struct *p)
@@ -417,19 +436,24 @@ static __always_inline struct task_ctx *tctx_of(struct task_struct *p)
 	return t;
 }
 
-/* Lookup, creating a default entry for cgroups we have not seen yet. */
-static __always_inline struct cg_ctx *cgctx_of(u64 cgid)
+/* A cgroup's context, created with defaults if ops.cgroup_init has not run. */
+static __always_inline struct cg_ctx *cgctx_of(struct cgroup *cg)
 {
-	struct cg_ctx *c = bpf_map_lookup_elem(&cg_ctxs, &cgid);
 	struct cg_ctx init = { .weight = 100 };
+	struct cg_ctx *c;
 
-	if (c)
-		return c;
-	bpf_map_update_elem(&cg_ctxs, &cgid, &init, BPF_NOEXIST);
-	c = bpf_map_lookup_elem(&cg_ctxs, &cgid);
+	if (!cg)
+		return NULL;
+	c = bpf_cgrp_storage_get(&cg_ctxs, cg, &init, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!c)
 		stat_inc(STAT_NO_CTX);
 	return c;
+}
+
+/* A cgroup's context if it has one: for paths that only read it. */
+static __always_inline struct cg_ctx *cgctx_peek(struct cgroup *cg)
+{
+	return cg ? bpf_cgrp_storage_get(&cg_ctxs, cg, NULL, 0) : NULL;
 }
 
 /* Per-CPU kernel threads can run nowhere else and must not wait long. */
@@ -510,11 +534,7 @@ static __always_inline void bw_charge(struct cg_ctx *c, struct task_ctx *t, u64 
 
 static __always_inline void insert_vtime(struct task_struct *p, u64 dsq, u64 slice, u64 vtime)
 {
-	struct scx_bpf_dsq_insert_vtime_args args = {
-		.dsq_id = dsq, .slice = slice, .vtime = vtime, .enq_flags = 0,
-	};
-
-	__scx_bpf_dsq_insert_vtime(p, &args);
+	slo_dsq_insert_vtime(p, dsq, slice, vtime, 0);
 }
 
 /*
@@ -693,7 +713,7 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
  */
 static __always_inline void flag_late_head(u64 dsq, u64 now)
 {
-	struct task_struct *head = scx_bpf_dsq_peek(dsq);
+	struct task_struct *head = slo_dsq_peek(dsq);
 	struct slo_entry *slo;
 	struct task_ctx *t;
 	u64 cgid;
@@ -717,7 +737,7 @@ static __always_inline void flag_late_head(u64 dsq, u64 now)
 
 s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
-	u64 now = scx_bpf_now(), cgid, slice = be_slice_ns;
+	u64 now = slo_now(), cgid, slice = be_slice_ns;
 	struct task_ctx *t = tctx_of(p);
 	bool is_idle = false;
 	struct slo_entry *slo;
@@ -730,7 +750,7 @@ s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (!is_idle)
 		return cpu;
-	c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
+	c = cgctx_peek(task_cpu_cgrp(p));
 	if (c && throttled(c, now))
 		return cpu;	/* ops.enqueue parks it */
 	/* An idle CPU: run there now, whatever the task's class. */
@@ -740,7 +760,7 @@ s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 		slice = slo_slice(slo);
 	if (t)
 		t->key = slo ? now + slo->budget_ns : BE_KEY;
-	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slice, enq_immed());
+	slo_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_immed());
 	stat_inc(STAT_DIRECT);
 	return cpu;
 }
@@ -753,13 +773,13 @@ s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
  */
 static __always_inline bool preempt_direct(struct task_struct *p, s32 victim, u64 deadline, u64 slice)
 {
-	struct task_struct *head = scx_bpf_dsq_peek(SLO_DSQ(dom_of(victim)));
+	struct task_struct *head = slo_dsq_peek(SLO_DSQ(dom_of(victim)));
 
 	if (head && (s64)(scx(head)->scx.dsq_vtime - deadline) <= 0)
 		return false;
 	if (!bpf_cpumask_test_cpu(victim, scx(p)->cpus_ptr))
 		return false;
-	return scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL_ON | victim, slice, SCX_ENQ_PREEMPT | enq_immed());
+	return slo_dsq_insert(p, SCX_DSQ_LOCAL_ON | victim, slice, SCX_ENQ_PREEMPT | enq_immed());
 }
 
 /* Wake an idle CPU p may use, preferring domain `dom`; returns it or -1. */
@@ -841,23 +861,23 @@ static __always_inline void enqueue_be(struct task_struct *p, struct task_ctx *t
 
 void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 {
-	u64 now = scx_bpf_now(), cgid = task_cgid(p);
+	u64 now = slo_now(), cgid = task_cgid(p);
 	struct slo_entry *slo = bpf_map_lookup_elem(&slos, &cgid);
-	struct cg_ctx *c = cgctx_of(task_cpu_cgid(p));
+	struct cg_ctx *c = cgctx_of(task_cpu_cgrp(p));
 	struct task_ctx *t = tctx_of(p);
 	struct cg_ctx *sc = NULL;
 	u64 deadline = 0;
 
 	if (c && throttled(c, now)) {
 		/* FIFO: parking must not touch the task's virtual time. */
-		scx_bpf_dsq_insert___v2(p, THROTTLED_DSQ, 0, 0);
+		slo_dsq_insert(p, THROTTLED_DSQ, 0, 0);
 		note_unthrottle(c->period_start + c->period_ns);
 		stat_inc(STAT_THROTTLE);
 		arm_unthrottle_timer();
 		return;
 	}
 	if (slo) {
-		sc = cgctx_of(cgid);
+		sc = cgctx_of(p->cgroups->dfl_cgrp);
 		if (sc && over_reserve(sc, slo, now)) {
 			stat_inc(STAT_OVER_RESERVE);
 			slo = NULL;	/* best-effort until its use decays */
@@ -872,12 +892,12 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		stat_inc(STAT_REENQ);
 	} else if (enq_flags & SCX_ENQ_LAST) {
 		/* Nothing else wants this CPU: keep running, no trip through the queues. */
-		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slo ? slo_slice(slo) : be_slice_ns, enq_immed());
+		slo_dsq_insert(p, SCX_DSQ_LOCAL, slo ? slo_slice(slo) : be_slice_ns, enq_immed());
 		stat_inc(STAT_ENQ_LAST);
 		return;
 	} else if (is_pcpu_kthread(p)) {
 		/* No SCX_ENQ_IMMED: it would bounce whenever the CPU is busy. */
-		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, be_slice_ns, 0);
+		slo_dsq_insert(p, SCX_DSQ_LOCAL, be_slice_ns, 0);
 		stat_inc(STAT_KTHREAD);
 		return;
 	}
@@ -915,7 +935,7 @@ static __always_inline void unthrottle(u64 now)
 	__sync_lock_test_and_set(&next_unthrottle, ~0ULL);
 	bpf_iter_scx_dsq_new(&it, THROTTLED_DSQ, 0);
 	while ((p = bpf_iter_scx_dsq_next(&it))) {
-		struct cg_ctx *c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
+		struct cg_ctx *c = cgctx_peek(task_cpu_cgrp(p));
 		struct task_ctx *t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
 		u64 cgid = task_cgid(p);
 		u32 dom = dom_of(scx_bpf_task_cpu(p));
@@ -927,14 +947,14 @@ static __always_inline void unthrottle(u64 now)
 		}
 		slo = bpf_map_lookup_elem(&slos, &cgid);
 		if (slo) {
-			scx_bpf_dsq_move_set_vtime(&it, now + slo->budget_ns);
-			scx_bpf_dsq_move_vtime(&it, p, SLO_DSQ(dom), 0);
+			slo_dsq_move_set_vtime(&it, now + slo->budget_ns);
+			slo_dsq_move_vtime(&it, p, SLO_DSQ(dom), 0);
 		} else if (t) {
 			t->queued_at = now;
-			scx_bpf_dsq_move_set_vtime(&it, be_vtime(t, dom, true));
-			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
+			slo_dsq_move_set_vtime(&it, be_vtime(t, dom, true));
+			slo_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
 		} else {
-			scx_bpf_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
+			slo_dsq_move_vtime(&it, p, BE_DSQ(dom), 0);
 		}
 		stat_inc(STAT_UNTHROTTLE);
 	}
@@ -988,7 +1008,7 @@ static __always_inline bool rescue(u32 dom, s32 cpu, u64 now)
 
 		if (!t || t->queued_at != oldest || !bpf_cpumask_test_cpu(cpu, scx(p)->cpus_ptr))
 			continue;
-		if (scx_bpf_dsq_move(&it, p, SCX_DSQ_LOCAL, 0)) {
+		if (slo_dsq_move(&it, p, SCX_DSQ_LOCAL, 0)) {
 			moved = true;
 			stat_inc(STAT_RESCUE);
 		}
@@ -1001,15 +1021,33 @@ static __always_inline bool rescue(u32 dom, s32 cpu, u64 now)
 /* Deadline-ordered head of a queue, ~0 when empty. */
 static __always_inline u64 head_key(u64 dsq)
 {
-	struct task_struct *head = scx_bpf_dsq_peek(dsq);
+	struct task_struct *head = slo_dsq_peek(dsq);
 
 	return head ? scx(head)->scx.dsq_vtime : ~0ULL;
 }
 
 /*
- * Run best-effort work on `cpu`: its pinned best-effort tasks first (they
- * can run nowhere else; the domain's may be taken by any of its CPUs),
- * then the domain's queue.
+ * The domain's best-effort head has waited longer than `cpu`'s pinned
+ * one (keyed by enqueue time). Pinned work first, always, would leave
+ * the domain's queue to rescue() alone on a domain where every CPU has a
+ * pinned hog: unpinned tasks would wait be_starve (500 ms) each time.
+ */
+static __always_inline bool domain_be_older(u32 dom, s32 cpu)
+{
+	struct task_struct *pin = slo_dsq_peek(PIN_BE_DSQ(cpu));
+	struct task_struct *be = slo_dsq_peek(BE_DSQ(dom));
+	struct task_ctx *t;
+
+	if (!pin || !be)
+		return false;
+	t = bpf_task_storage_get(&task_ctxs, be, NULL, 0);
+	return t && (s64)(t->queued_at - scx(pin)->scx.dsq_vtime) < 0;
+}
+
+/*
+ * Run best-effort work on `cpu`: its pinned best-effort tasks (they can
+ * run nowhere else) and the domain's queue (any of its CPUs may take
+ * those), whichever head has waited longer.
  */
 static __always_inline bool run_be(u32 dom, s32 cpu, struct cpu_ctx *cc, bool pin_be, bool guard)
 {
@@ -1017,7 +1055,7 @@ static __always_inline bool run_be(u32 dom, s32 cpu, struct cpu_ctx *cc, bool pi
 	struct task_struct *be;
 
 	cc->guard = guard;
-	if (pin_be && scx_bpf_dsq_move_to_local___v2(PIN_BE_DSQ(cpu), 0)) {
+	if (pin_be && !domain_be_older(dom, cpu) && slo_dsq_move_to_local(PIN_BE_DSQ(cpu))) {
 		stat_inc(guard ? STAT_BE_GUARD : STAT_DISPATCH_BE);
 		return true;
 	}
@@ -1026,10 +1064,11 @@ static __always_inline bool run_be(u32 dom, s32 cpu, struct cpu_ctx *cc, bool pi
 	 * so tasks run out of vtime order (rescued, sent straight to an idle
 	 * CPU, or stolen) cannot drag it ahead.
 	 */
-	be = scx_bpf_dsq_peek(BE_DSQ(dom));
+	be = slo_dsq_peek(BE_DSQ(dom));
 	if (d && be && (s64)(scx(be)->scx.dsq_vtime - d->be_vnow) > 0)
 		d->be_vnow = scx(be)->scx.dsq_vtime;
-	if (scx_bpf_dsq_move_to_local___v2(BE_DSQ(dom), 0)) {
+	if (slo_dsq_move_to_local(BE_DSQ(dom)) ||
+	    (pin_be && slo_dsq_move_to_local(PIN_BE_DSQ(cpu)))) {
 		stat_inc(guard ? STAT_BE_GUARD : STAT_DISPATCH_BE);
 		return true;
 	}
@@ -1046,8 +1085,8 @@ static __always_inline bool steal(u32 dom)
 	bpf_for(i, 1, n) {
 		u32 o = (dom + i) % n;
 
-		if (scx_bpf_dsq_move_to_local___v2(SLO_DSQ(o), 0) ||
-		    scx_bpf_dsq_move_to_local___v2(BE_DSQ(o), 0)) {
+		if (slo_dsq_move_to_local(SLO_DSQ(o)) ||
+		    slo_dsq_move_to_local(BE_DSQ(o))) {
 			stat_inc(STAT_STEAL);
 			return true;
 		}
@@ -1057,7 +1096,7 @@ static __always_inline bool steal(u32 dom)
 
 void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 {
-	u64 now = scx_bpf_now(), kp, ks, kb = ~0ULL;
+	u64 now = slo_now(), kp, ks, kb = ~0ULL;
 	struct cpu_ctx *cc = cpu_ctx_of(cpu);
 	u32 dom = dom_of(cpu);
 	bool be_waiting, pin_be;
@@ -1075,15 +1114,25 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 		cc->be_last = now;	/* the bound counts from when BE work appears */
 	else
 		kb = cc->be_last + be_bound_ns;
-	/* Best-effort work waited be_bound on this CPU: it goes now, protected. */
-	if (be_waiting && (s64)(now - kb) >= 0 && run_be(dom, cpu, cc, pin_be, true))
-		return;
+	/*
+	 * Best-effort work waited be_bound on this CPU: it goes now,
+	 * protected, for a window of be_guard_slice, not for one task. A
+	 * short task (a runtime thread handing over to the spinner it
+	 * blocks) would otherwise use up the turn, and each step of such a
+	 * hand-over chain would wait be_bound anew.
+	 */
+	if (be_waiting && ((s64)(now - kb) >= 0 || (s64)(cc->guard_end - now) > 0)) {
+		if ((s64)(cc->guard_end - now) <= 0)
+			cc->guard_end = now + be_guard_slice_ns;
+		if (run_be(dom, cpu, cc, pin_be, true))
+			return;
+	}
 	if (kp <= ks && kp <= kb && kp != ~0ULL &&
-	    scx_bpf_dsq_move_to_local___v2(PIN_DSQ(cpu), 0)) {
+	    slo_dsq_move_to_local(PIN_DSQ(cpu))) {
 		stat_inc(STAT_DISPATCH_SLO);
 		return;
 	}
-	if (ks <= kb && ks != ~0ULL && scx_bpf_dsq_move_to_local___v2(SLO_DSQ(dom), 0)) {
+	if (ks <= kb && ks != ~0ULL && slo_dsq_move_to_local(SLO_DSQ(dom))) {
 		stat_inc(STAT_DISPATCH_SLO);
 		return;
 	}
@@ -1094,8 +1143,8 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 			return;
 	}
 	/* The order above can miss work that raced in: try everything once more. */
-	if (scx_bpf_dsq_move_to_local___v2(PIN_DSQ(cpu), 0) ||
-	    scx_bpf_dsq_move_to_local___v2(SLO_DSQ(dom), 0)) {
+	if (slo_dsq_move_to_local(PIN_DSQ(cpu)) ||
+	    slo_dsq_move_to_local(SLO_DSQ(dom))) {
 		stat_inc(STAT_DISPATCH_SLO);
 		return;
 	}
@@ -1103,7 +1152,7 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 		return;
 	/* Nothing else to run: the previous task keeps the CPU with a fresh slice. */
 	if (prev && (scx(prev)->scx.flags & SCX_TASK_QUEUED)) {
-		struct cg_ctx *c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(prev) });
+		struct cg_ctx *c = cgctx_peek(task_cpu_cgrp(prev));
 
 		if (!c || !throttled(c, now)) {
 			scx(prev)->scx.slice = be_slice_ns;
@@ -1126,14 +1175,14 @@ void BPF_STRUCT_OPS(slo_tick, struct task_struct *p)
 		return;
 	}
 	/* Every tick, not only at enqueue: a late head is flagged while it waits. */
-	flag_late_head(SLO_DSQ(dom_of(bpf_get_smp_processor_id())), scx_bpf_now());
-	c = bpf_map_lookup_elem(&cg_ctxs, &(u64){ task_cpu_cgid(p) });
+	flag_late_head(SLO_DSQ(dom_of(bpf_get_smp_processor_id())), slo_now());
+	c = cgctx_peek(task_cpu_cgrp(p));
 	if (!c || !c->quota_ns)
 		return;
 	t = bpf_task_storage_get(&task_ctxs, p, NULL, 0);
 	if (!t)
 		return;
-	now = scx_bpf_now();
+	now = slo_now();
 	/*
 	 * Charge cpu.max at every tick, not only when the task stops, so
 	 * tasks of one cgroup running on several CPUs see each other's use;
@@ -1151,10 +1200,9 @@ void BPF_STRUCT_OPS(slo_runnable, struct task_struct *p, u64 enq_flags)
 
 	if (!t)
 		return;
-	start_wait(p, t, scx_bpf_now());
-	t->run_cgid = task_cpu_cgid(p);
+	start_wait(p, t, slo_now());
 	t->runnable = true;
-	c = cgctx_of(t->run_cgid);
+	c = cgctx_of(task_cpu_cgrp(p));
 	if (c)
 		__sync_fetch_and_add(&c->nr_runnable, 1);
 }
@@ -1167,7 +1215,7 @@ void BPF_STRUCT_OPS(slo_runnable, struct task_struct *p, u64 enq_flags)
  */
 void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 {
-	u64 now = scx_bpf_now(), cgid = task_cgid(p);
+	u64 now = slo_now(), cgid = task_cgid(p);
 	struct task_ctx *t = tctx_of(p);
 	struct cpu_ctx *cc = cpu_ctx_of(scx_bpf_task_cpu(p));
 	struct slo_entry *slo = bpf_map_lookup_elem(&slos, &cgid);
@@ -1188,11 +1236,17 @@ void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 		if (cc && !is_pcpu_kthread(p)) {
 			cc->be_last = now;
 			if (cc->guard) {
-				/* Protected: no SLO wakeup (all due later than now) preempts it. */
+				/*
+				 * Protected: no SLO wakeup (all due later than now)
+				 * preempts it, until the window ends.
+				 */
+				u64 left = max64((s64)(cc->guard_end - now) > 0 ? cc->guard_end - now : 0,
+						 slo_slice_min_ns);
+
 				t->key = now;
 				cc->guard = 0;
-				if (scx(p)->scx.slice > be_guard_slice_ns)
-					scx(p)->scx.slice = be_guard_slice_ns;
+				if (scx(p)->scx.slice > left)
+					scx(p)->scx.slice = left;
 			}
 		}
 	}
@@ -1202,7 +1256,7 @@ void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 
 void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 {
-	u64 now = scx_bpf_now(), ran, cgid = task_cgid(p);
+	u64 now = slo_now(), ran, cgid = task_cgid(p);
 	struct task_ctx *t = tctx_of(p);
 	struct cpu_ctx *cc = cpu_ctx_of(scx_bpf_task_cpu(p));
 	struct cg_ctx *c, *sc;
@@ -1213,7 +1267,7 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 	if (!t)
 		return;
 	ran = now - t->started;
-	c = cgctx_of(task_cpu_cgid(p));
+	c = cgctx_of(task_cpu_cgrp(p));
 	if (c) {
 		if (c->quota_ns)
 			bw_charge(c, t, now);
@@ -1227,7 +1281,7 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 			t->vtime += ran * 100 * nr / w;
 		}
 	}
-	sc = bpf_map_lookup_elem(&slos, &cgid) ? cgctx_of(cgid) : NULL;
+	sc = bpf_map_lookup_elem(&slos, &cgid) ? cgctx_of(p->cgroups->dfl_cgrp) : NULL;
 	if (sc)
 		usage_charge(sc, now, ran);
 	if (runnable)
@@ -1245,7 +1299,7 @@ void BPF_STRUCT_OPS(slo_quiescent, struct task_struct *p, u64 deq_flags)
 	if (!t->runnable)
 		return;
 	t->runnable = false;
-	c = bpf_map_lookup_elem(&cg_ctxs, &t->run_cgid);
+	c = cgctx_peek(task_cpu_cgrp(p));
 	if (c)
 		__sync_fetch_and_add(&c->nr_runnable, -1);
 }
@@ -1277,14 +1331,16 @@ static __always_inline void set_bandwidth(struct cg_ctx *c, u64 period_us, u64 q
 
 s32 BPF_STRUCT_OPS(slo_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
-	struct cg_ctx *c = cgctx_of(cgrp->kn->id);
+	struct cg_ctx *c = cgctx_of(cgrp);
 
-	/* Full map: the cgroup runs with defaults (counted in no_ctx), mkdir still succeeds. */
+	/* No memory: the cgroup runs with defaults (counted in no_ctx), mkdir still succeeds. */
 	if (!c)
 		return 0;
 	/* Update in place: tasks may already count in nr_runnable. */
 	c->weight = args->weight ? args->weight : 100;
-	set_bandwidth(c, args->bw_period_us, args->bw_quota_us);
+	/* cpu.max reaches sched_ext from 6.17 on (scheduler.FeatureCPUMax). */
+	if (bpf_core_field_exists(args->bw_quota_us))
+		set_bandwidth(c, args->bw_period_us, args->bw_quota_us);
 	return 0;
 }
 
@@ -1292,13 +1348,13 @@ void BPF_STRUCT_OPS(slo_cgroup_exit, struct cgroup *cgrp)
 {
 	u64 cgid = cgrp->kn->id;
 
-	bpf_map_delete_elem(&cg_ctxs, &cgid);
+	/* Its cg_ctx goes with the cgroup's local storage. */
 	bpf_map_delete_elem(&cgroup_stats, &cgid);
 }
 
 void BPF_STRUCT_OPS(slo_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 {
-	struct cg_ctx *c = cgctx_of(cgrp->kn->id);
+	struct cg_ctx *c = cgctx_of(cgrp);
 
 	if (c)
 		c->weight = weight ? weight : 100;
@@ -1306,7 +1362,7 @@ void BPF_STRUCT_OPS(slo_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 
 void BPF_STRUCT_OPS(slo_cgroup_set_bandwidth, struct cgroup *cgrp, u64 period_us, u64 quota_us, u64 burst_us)
 {
-	struct cg_ctx *c = cgctx_of(cgrp->kn->id);
+	struct cg_ctx *c = cgctx_of(cgrp);
 
 	if (c)
 		set_bandwidth(c, period_us, quota_us);
@@ -1323,7 +1379,7 @@ void BPF_STRUCT_OPS(slo_cpu_online, s32 cpu)
 
 	if (cc) {
 		cc->key = 0;
-		cc->be_last = scx_bpf_now();
+		cc->be_last = slo_now();
 	}
 	stat_inc(STAT_HOTPLUG);
 }
@@ -1353,7 +1409,7 @@ static long kick_idle(u64 i, void *data)
  */
 static int unthrottle_timer_fn(void *map, int *key, struct unthrottle_timer *ut)
 {
-	u64 now = scx_bpf_now();
+	u64 now = slo_now();
 
 	__sync_lock_test_and_set(&timer_armed, 0);
 	if (now >= next_unthrottle || now - last_unthrottle >= UNTHROTTLE_RESCAN_NS)
@@ -1407,7 +1463,6 @@ int BPF_PROG(slo_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 		return 0;
 	id = cgrp->kn->id;
 	bpf_map_delete_elem(&cgroup_stats, &id);
-	bpf_map_delete_elem(&cg_ctxs, &id);
 	return 0;
 }
 

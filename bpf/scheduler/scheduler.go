@@ -1,10 +1,36 @@
 package scheduler
 
-import "github.com/cilium/ebpf"
+import (
+	"fmt"
 
-// Spec returns the compiled scheduler's collection spec for the loader
-// (package enforcer) to patch and load.
-func Spec() (*ebpf.CollectionSpec, error) { return loadSched() }
+	"github.com/cilium/ebpf"
+
+	"github.com/scx-slo/scx-slo/internal/scxcap"
+)
+
+// Spec returns the collection spec of the object built for variant (an
+// scxcap.Variant name) for the loader (package enforcer) to patch and
+// load. Both objects come from scheduler.bpf.c and have the same maps and
+// programs.
+func Spec(variant string) (*ebpf.CollectionSpec, error) {
+	switch variant {
+	case scxcap.VariantV2.Name:
+		return loadSched()
+	case scxcap.VariantCompat.Name:
+		return loadSchedCompat()
+	}
+	return nil, fmt.Errorf("scheduler object: unknown variant %q", variant)
+}
+
+// ObjectFiles returns the object file of each variant (tests read their
+// symbols).
+func ObjectFiles() map[string]string {
+	return map[string]string{scxcap.VariantV2.Name: "sched_bpfel.o", scxcap.VariantCompat.Name: "schedcompat_bpfel.o"}
+}
+
+// BandwidthProg is ops.cgroup_set_bandwidth, which the loader drops on
+// kernels without that callback (scxcap.FeatureCPUMax).
+const BandwidthProg = "slo_cgroup_set_bandwidth"
 
 // Names in the object that the loader depends on.
 const (

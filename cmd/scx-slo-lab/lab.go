@@ -45,6 +45,7 @@ var labServeArgs = []string{"serve", "--web.listen-address=" + labGuestListen}
 
 type labFlags struct {
 	cacheDir     string
+	kernel       string
 	exporter     string
 	noEnforce    bool
 	noExporter   bool
@@ -64,6 +65,7 @@ func registerLab(app *kingpin.Application) {
 	cmd := app
 	cmd.Flag("scx-slo", "The scx-slo binary to copy into the guest (default: scx-slo beside this binary, else on PATH).").PlaceHolder("PATH").StringVar(&f.exporter)
 	cmd.Flag("cache-dir", "Where the guest kernel and apt state are cached.").Envar("SCX_SLO_LAB_CACHE").Default(lab.DefaultCacheDir()).StringVar(&f.cacheDir)
+	cmd.Flag("kernel", "Guest kernel: a series (6.12 is built from Debian's linux-source-6.12 on first use, taking many minutes; others are Debian images, e.g. 7.2), a cached release, or a path to a bzImage or a directory with vmlinuz and config (default: the newest Debian image with sched_ext).").Envar("SCX_SLO_LAB_KERNEL").PlaceHolder("VERSION|PATH").StringVar(&f.kernel)
 
 	run := cmd.Command("run", "Boot the guest, start scx-slo (with --enforce unless --no-enforce), run CMD and exit with its status.")
 	addLabGuestFlags(run, f)
@@ -76,10 +78,12 @@ func registerLab(app *kingpin.Application) {
 	addLabGuestFlags(shell, f)
 	shell.Action(func(*kingpin.ParseContext) error { return labRun(f, true) })
 
-	kernel := cmd.Command("kernel", "Download (once) and print the guest kernel's release and paths.")
+	kernel := cmd.Command("kernel", "Download or build (once) and print the guest kernel's release, paths and how it was made.")
 	refresh := kernel.Flag("refresh", "Ask apt for a newer kernel even if one is cached.").Bool()
 	btf := kernel.Flag("btf", "Also boot the guest once to copy out its /sys/kernel/btf/vmlinux.").Bool()
 	kernel.Action(func(*kingpin.ParseContext) error { return labKernel(f, *refresh, *btf) })
+
+	registerPeers(cmd, f)
 }
 
 func addLabGuestFlags(cmd *kingpin.CmdClause, f *labFlags) {
@@ -96,15 +100,29 @@ func addLabGuestFlags(cmd *kingpin.CmdClause, f *labFlags) {
 func labKernel(f *labFlags, refresh, btf bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ensure := lab.EnsureKernel
-	if refresh {
-		ensure = lab.RefreshKernel
+	if refresh && f.kernel != "" {
+		return fmt.Errorf("--refresh asks apt for the newest default kernel; it cannot be combined with --kernel=%s", f.kernel)
 	}
-	k, err := ensure(ctx, f.cacheDir, os.Stderr)
+	var k *lab.Kernel
+	var err error
+	if refresh {
+		k, err = lab.RefreshKernel(ctx, f.cacheDir, os.Stderr)
+	} else {
+		k, err = lab.ResolveKernel(ctx, f.cacheDir, f.kernel, os.Stderr)
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Printf("release  %s\npackage  %s (%s)\nvmlinuz  %s\nconfig   %s\n", k.Release, k.Package, k.Suite, k.Vmlinuz, k.Config)
+	info, err := k.ReadBuildInfo()
+	if err != nil {
+		return err
+	}
+	if info != nil {
+		fmt.Printf("built    from %s %s, config fragment sha256 %s (internal/testbed/lab/kconfig)\nsteps    %s\ntools    %s; %s\nbuild    make -j%d bzImage in %s (%s of CPU), %s\n",
+			info.Source, info.Version, info.ConfigSHA256, info.Steps, info.Compiler, info.Pahole,
+			info.Jobs, time.Duration(info.BuildSeconds*float64(time.Second)), time.Duration(info.CPUSeconds*float64(time.Second)), info.BuiltAt)
+	}
 	if btf {
 		p, err := k.BTF(ctx, os.Stderr)
 		if err != nil {
@@ -134,7 +152,7 @@ func labRun(f *labFlags, interactive bool) error {
 	if err != nil {
 		return err
 	}
-	k, err := lab.EnsureKernel(ctx, f.cacheDir, os.Stderr)
+	k, err := lab.ResolveKernel(ctx, f.cacheDir, f.kernel, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -25,8 +25,15 @@ type app struct {
 	// attached (observe mode reads the tracer's maps instead).
 	Scheduler func() (slomaps.Maps, bool)
 	ScxPaths  scxcap.Paths
-	Logger    log.Logger
+	// Kube is the Kubernetes side (nil outside Kubernetes mode).
+	Kube   *kubeAgent
+	Logger log.Logger
 }
+
+// off reports whether the exporter loaded no BPF (a node labelled
+// scx-slo.io/mode=off, or every BPF collector switched off without
+// --enforce, which always loads the tracer).
+func (n *app) off() bool { return n.Tracer == nil }
 
 // SLOMaps returns where deadline accounting currently comes from.
 func (n *app) SLOMaps() (slomaps.Maps, bool) {

@@ -16,7 +16,20 @@ var metricName = regexp.MustCompile("`(scx_slo_[a-z0-9_]+)")
 
 // documentedMetrics returns the metric names in the first column of a
 // markdown table, and which of them are marked † (sched_ext kernels only).
+// Those marked ‡ (Kubernetes mode only) are left out: kubeMetrics lists
+// them for the Kubernetes agent test.
 func documentedMetrics(t *testing.T, file string) (all []string, scxOnly map[string]bool) {
+	all, scxOnly, _ = readMetricTable(t, file)
+	return all, scxOnly
+}
+
+// kubeMetrics returns the metrics a file marks ‡ (Kubernetes mode only).
+func kubeMetrics(t *testing.T, file string) []string {
+	_, _, kube := readMetricTable(t, file)
+	return kube
+}
+
+func readMetricTable(t *testing.T, file string) (all []string, scxOnly map[string]bool, kube []string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(exportertest.RepoRoot(), file))
 	if err != nil {
@@ -34,13 +47,18 @@ func documentedMetrics(t *testing.T, file string) (all []string, scxOnly map[str
 			continue
 		}
 		seen[m[1]] = true
+		if strings.Contains(first, "‡") {
+			kube = append(kube, m[1])
+			continue
+		}
 		all = append(all, m[1])
 		if strings.Contains(first, "†") {
 			scxOnly[m[1]] = true
 		}
 	}
 	sort.Strings(all)
-	return all, scxOnly
+	sort.Strings(kube)
+	return all, scxOnly, kube
 }
 
 // TestReadmeMetricsAppearInScrape scrapes a real exporter and checks every
@@ -103,6 +121,9 @@ func TestMetricDocsAgree(t *testing.T) {
 	ref, _ := documentedMetrics(t, "docs/metrics.md")
 	if strings.Join(readme, " ") != strings.Join(ref, " ") {
 		t.Errorf("README.md and docs/metrics.md list different metrics:\nREADME: %v\ndocs:   %v", readme, ref)
+	}
+	if k1, k2 := kubeMetrics(t, "README.md"), kubeMetrics(t, "docs/metrics.md"); strings.Join(k1, " ") != strings.Join(k2, " ") || len(k1) == 0 {
+		t.Errorf("README.md and docs/metrics.md list different Kubernetes metrics (‡):\nREADME: %v\ndocs:   %v", k1, k2)
 	}
 }
 

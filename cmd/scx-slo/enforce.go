@@ -194,13 +194,26 @@ func (e *enforcerState) Collect(ch chan<- prometheus.Metric) {
 }
 
 // modeCollector exports scx_slo_mode.
-func modeCollector(e *enforcerState) prometheus.Collector {
+func modeCollector(node *app, e *enforcerState) prometheus.Collector {
 	desc := prometheus.NewDesc("scx_slo_mode", "1 for the exporter's current mode.", []string{"mode"}, nil)
 	return collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
-		on := e.attached()
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, collector.BoolValue(!on), "observe")
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, collector.BoolValue(on), "enforce")
+		m := currentMode(node, e)
+		for _, name := range []string{"off", "observe", "enforce"} {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, collector.BoolValue(m == name), name)
+		}
 	}}
+}
+
+// currentMode is off (no BPF loaded), observe or enforce (the scheduler
+// attached).
+func currentMode(node *app, e *enforcerState) string {
+	switch {
+	case e.attached():
+		return "enforce"
+	case node.off():
+		return "off"
+	}
+	return "observe"
 }
 
 type collectorFunc struct {

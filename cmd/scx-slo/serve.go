@@ -56,6 +56,7 @@ type serveFlags struct {
 	maxCgroups       uint32
 	overloadPinDir   string
 	enforce          enforceFlags
+	kube             kubeFlags
 }
 
 func registerServe(app *kingpin.Application) {
@@ -74,6 +75,7 @@ func registerServe(app *kingpin.Application) {
 	cmd.Flag("bpf.max-cgroups", "Capacity of the per-cgroup BPF stats map.").Default("16384").Uint32Var(&f.maxCgroups)
 	cmd.Flag("overload.pin-dir", "bpffs directory where the overload bits are published for readers on the node (scx-slo-shed). Empty: don't publish.").Default(overload.DefaultDir).StringVar(&f.overloadPinDir)
 	addEnforceFlags(cmd, &f.enforce)
+	addKubeFlags(cmd, &f.kube)
 	collector.AddFlags(cmd)
 	cmd.Action(func(*kingpin.ParseContext) error { return serve(f) })
 }
@@ -142,6 +144,20 @@ func serve(f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	var kube *kubeAgent
+	if f.kube.enabled() {
+		// Before the tracer and the enforcer: the node's label decides
+		// whether they load.
+		restart := func(why string) {
+			level.Info(logger).Log("msg", "exiting so that the DaemonSet restarts the agent in the new mode", "why", why)
+			cancel()
+		}
+		if kube, err = startKube(ctx, f, restart, logger); err != nil {
+			return fmt.Errorf("kubernetes mode: %w", err)
+		}
+		defer kube.watcher.Wait() // informers stop with ctx
+		defer cancel()
+	}
 	node, closeNode, err := newNode(f, hier, cfg, logger)
 	if err != nil {
 		return err
@@ -153,6 +169,7 @@ func serve(f *serveFlags) error {
 	mode := &modeFollower{node: node, pub: pub, kick: kick, logger: logger}
 	enf := newEnforcerState(&f.enforce, node, mode.follow, logger)
 	node.Scheduler = enf.maps
+	node.Kube = kube
 	node.Sync = newSyncer(f, node, enf, cfg, logger)
 	// In observe mode until the scheduler says otherwise: publish the
 	// tracer's maps and let it judge deadlines.
@@ -201,6 +218,11 @@ func serve(f *serveFlags) error {
 func (f *serveFlags) validate() error {
 	if f.resync <= 0 {
 		return fmt.Errorf("--slo.resync-interval=%s: must be positive", f.resync)
+	}
+	if f.kube.enabled() {
+		if err := f.kube.validate(); err != nil {
+			return fmt.Errorf("kubernetes mode: %w", err)
+		}
 	}
 	return f.enforce.validate()
 }
@@ -273,6 +295,9 @@ func newSyncer(f *serveFlags, node *app, enf *enforcerState, cfg configSource, l
 		return out
 	}
 	opts := slosync.Options{Hierarchy: node.Hierarchy, Config: cfg.Current, Targets: targets, IdleClear: f.idleClear, Logger: logger}
+	if node.Kube != nil {
+		opts.Owners = node.Kube.watcher
+	}
 	if node.Tracer != nil {
 		opts.Sweepers = []func(func(uint64) bool) error{node.Tracer.DeletePreemptions}
 		opts.Generation = node.Tracer.CgroupGeneration
@@ -309,7 +334,10 @@ func newRegistry(f *serveFlags, node *app, enf *enforcerState, logger log.Logger
 	}
 	level.Info(logger).Log("msg", "enabled collectors", "collectors", fmt.Sprint(exp.Names()))
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(exp, versioncollector.NewCollector("scx_slo"), modeCollector(enf), enf)
+	reg.MustRegister(exp, versioncollector.NewCollector("scx_slo"), modeCollector(node, enf), enf)
+	if node.Kube != nil {
+		reg.MustRegister(node.Kube)
+	}
 	if !f.noExporterMetric {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}

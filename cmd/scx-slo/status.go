@@ -19,6 +19,7 @@ func registerStatus(app *kingpin.Application) {
 	addr := cmd.Flag("address", "The exporter's address (scheme optional).").Default("http://127.0.0.1" + DefaultListenAddress).String()
 	output := cmd.Flag("output", "Output format: table or json.").Short('o').Default("table").Enum("table", "json")
 	timeout := cmd.Flag("timeout", "How long to wait for the exporter.").Default("5s").Duration()
+	target := cmd.Arg("target", "Show only this pod (namespace/name) or cgroup path (and its children).").String()
 	cmd.Action(func(*kingpin.ParseContext) error {
 		url := *addr
 		if !strings.Contains(url, "://") {
@@ -37,6 +38,13 @@ func registerStatus(app *kingpin.Application) {
 		var st nodestatus.Status
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return fmt.Errorf("reading %s: %w", url, err)
+		}
+		if *target != "" && !st.Only(*target) {
+			what := "cgroup"
+			if nodestatus.IsPodName(*target) {
+				what = "pod"
+			}
+			return fmt.Errorf("%s %q: no cgroup of it has wakeups or an SLO on this node", what, *target)
 		}
 		if *output == "json" {
 			return st.WriteJSON(os.Stdout)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/version"
@@ -63,15 +65,16 @@ func (s *statusSource) build() *nodestatus.Status {
 	ok, why := capab.Compatible()
 	cfgOK, _, _ := s.cfg.LastReload()
 	st := &nodestatus.Status{
-		Version: version.Version, Mode: "observe", Hierarchy: s.node.Hierarchy.String(),
+		Version: version.Version, Mode: currentMode(s.node, s.enf), Hierarchy: s.node.Hierarchy.String(),
 		KernelRelease: capab.KernelRelease, SchedExt: capab.Supported, SchedState: capab.State, SchedOps: capab.Ops,
 		Compatible: ok, Incompatible: why, Enforcer: s.enf.describe(), ConfigOK: cfgOK, Generated: time.Now().UTC(),
 	}
-	if s.enf.attached() {
-		st.Mode = "enforce"
+	if k := s.node.Kube; k != nil {
+		st.Kubernetes = &nodestatus.Kubernetes{Node: k.node, ModeLabel: string(k.mode), Pods: k.watcher.Pods()}
 	}
 	now := time.Now()
-	delta, span := s.window.Delta(now, s.stats())
+	cur := s.stats()
+	delta, span := s.window.Delta(now, cur)
 	st.Window = "the exporter's lifetime"
 	if span > 0 {
 		st.Window = "the last " + span.Round(time.Second).String()
@@ -96,9 +99,16 @@ func (s *statusSource) build() *nodestatus.Status {
 			Path: cg.Path, Wakeups: d.Count, Deadlines: d.Deadlines, Misses: d.Misses,
 			P50: latencyhist.Quantile(&d.Hist, 0.5), P99: latencyhist.Quantile(&d.Hist, 0.99),
 		}
+		if total, ok := cur[id]; ok {
+			row.DeadlinesTotal, row.MissesTotal = total.Deadlines, total.Misses
+		}
+		if pod, ok := view.Pods[id]; ok {
+			row.Pod, row.Container = pod.String(), pod.Container
+		}
 		if a, ok := view.SLOs[id]; ok {
 			row.Budget = a.SLO.LatencyBudget.Seconds()
 			row.Target = a.SLO.Target
+			row.Source = a.Source
 			if haveMaps {
 				row.Overloaded, _ = maps.Overloaded(a.Slot)
 			}
@@ -149,6 +159,8 @@ func (w *stringWriter) String() string              { return string(w.b) }
 type overloadState struct {
 	Cgroup     string `json:"cgroup"`
 	ID         uint64 `json:"id"`
+	Pod        string `json:"pod,omitempty"` // namespace/name, in Kubernetes mode
+	Container  string `json:"container,omitempty"`
 	Overloaded bool   `json:"overloaded"`
 }
 
@@ -158,10 +170,17 @@ func (s *statusSource) serveOverload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no BPF program loaded: overload state unknown", http.StatusServiceUnavailable)
 		return
 	}
-	want := r.URL.Query().Get("cgroup")
+	// ?cgroup=<path>, or ?pod=<namespace/name> (also accepted as
+	// ?cgroup=, since a cgroup path starts with "/"): every SLO cgroup of
+	// the pod's containers.
+	q := r.URL.Query()
+	want, pod := q.Get("cgroup"), q.Get("pod")
+	if pod == "" && want != "" && !strings.HasPrefix(want, "/") && nodestatus.IsPodName(want) {
+		want, pod = "", want
+	}
 	var out []overloadState
 	for id, a := range s.node.Sync.View().SLOs {
-		if want != "" && a.Cgroup.Path != want {
+		if (want != "" && a.Cgroup.Path != want) || (pod != "" && (a.Pod.IsZero() || a.Pod.String() != pod)) {
 			continue
 		}
 		on, err := maps.Overloaded(a.Slot)
@@ -169,10 +188,19 @@ func (s *statusSource) serveOverload(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		out = append(out, overloadState{Cgroup: a.Cgroup.Path, ID: id, Overloaded: on})
+		st := overloadState{Cgroup: a.Cgroup.Path, ID: id, Overloaded: on}
+		if !a.Pod.IsZero() {
+			st.Pod, st.Container = a.Pod.String(), a.Pod.Container
+		}
+		out = append(out, st)
 	}
-	if want != "" && len(out) == 0 {
-		http.Error(w, fmt.Sprintf("cgroup %q has no SLO", want), http.StatusNotFound)
+	sort.Slice(out, func(i, j int) bool { return out[i].Cgroup < out[j].Cgroup })
+	if len(out) == 0 && (want != "" || pod != "") {
+		if pod != "" {
+			http.Error(w, fmt.Sprintf("pod %q has no SLO cgroup on this node", pod), http.StatusNotFound)
+		} else {
+			http.Error(w, fmt.Sprintf("cgroup %q has no SLO", want), http.StatusNotFound)
+		}
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -61,6 +61,18 @@ func TestStatusCommand(t *testing.T) {
 	if row.Budget != 0.003 || row.Wakeups < 300 || row.P50 <= 0 || row.P99 < row.P50 {
 		t.Errorf("row for %s: %+v", ls, row)
 	}
+	// With the probe stopped, the lifetime counters are the scrape's.
+	w.Stop()
+	var d, m float64
+	if !exportertest.Eventually(context.Background(), 20*time.Second, func() bool {
+		_, row = read()
+		f := e.Scrape(t)
+		d, _ = f.Value("scx_slo_deadlines_total", map[string]string{"cgroup": ls})
+		m, _ = f.Value("scx_slo_deadline_misses_total", map[string]string{"cgroup": ls})
+		return row != nil && row.DeadlinesTotal > 0 && float64(row.DeadlinesTotal) == d && float64(row.MissesTotal) == m
+	}) {
+		t.Errorf("row for %s: %+v; the scrape says %v deadlines, %v misses", ls, row, d, m)
+	}
 
 	table, err := exec.Command(exportertest.Binary(t), "status", "--address", "http://"+e.Addr).Output()
 	if err != nil {

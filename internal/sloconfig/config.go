@@ -10,15 +10,17 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/scx-slo/scx-slo/internal/slovalue"
 )
 
 // Limits and defaults of the file format (see docs/slo-config.md).
 const (
-	DefaultImportance = 100
-	MinImportance     = 1
-	MaxImportance     = 1000
-	DefaultTarget     = 0.99
-	MaxLatencyBudget  = 10 * time.Second
+	DefaultImportance = slovalue.DefaultImportance
+	MinImportance     = slovalue.MinImportance
+	MaxImportance     = slovalue.MaxImportance
+	DefaultTarget     = slovalue.DefaultTarget
+	MaxLatencyBudget  = slovalue.MaxLatencyBudget
 	// MaxFileSize guards against pointing --slo.config-file at something
 	// that is not an SLO config; 1 MiB holds tens of thousands of entries.
 	MaxFileSize = 1 << 20

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/scx-slo/scx-slo/internal/slovalue"
 )
 
 // Duration is a time.Duration written in YAML as a Go duration string
@@ -13,10 +15,9 @@ import (
 // "2" could mean seconds, milliseconds or nanoseconds.
 type Duration time.Duration
 
-const unitHint = "add a unit: ns, us, ms or s (e.g. 2ms, 500us, 1.5ms)"
-
 // parseDuration turns a YAML scalar into a duration; the error text is
-// meant to follow "field: value: " in a FieldError.
+// meant to follow "field: value: " in a FieldError. Bounds are the
+// caller's: UnmarshalYAML takes any duration.
 func parseDuration(n *yaml.Node) (time.Duration, error) {
 	if n.Kind != yaml.ScalarNode {
 		return 0, fmt.Errorf("must be a duration string, not %s", describe(n))
@@ -24,13 +25,13 @@ func parseDuration(n *yaml.Node) (time.Duration, error) {
 	switch n.Tag {
 	case "!!str":
 	case "!!int", "!!float":
-		return 0, errors.New("a plain number is ambiguous; " + unitHint)
+		return 0, errors.New(slovalue.MsgPlainNumber)
 	default:
 		return 0, fmt.Errorf("must be a duration string, not %s", tagName(n.Tag))
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return 0, errors.New("not a duration; " + unitHint)
+		return 0, errors.New(slovalue.MsgNotDuration)
 	}
 	return d, nil
 }

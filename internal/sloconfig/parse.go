@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/scx-slo/scx-slo/internal/slovalue"
 )
 
 // Field names of one SLO entry, in the order the docs list them.
@@ -175,15 +177,9 @@ func (p *parser) slo(n *yaml.Node, field string) (s SLO, key string, ok bool) {
 	if v, found := f["latencyBudget"]; !found {
 		p.fail(n.Line, field+".latencyBudget", "missing; every SLO needs a budget, e.g. latencyBudget: 2ms")
 	} else if p.plain(v, field+".latencyBudget") {
-		d, err := parseDuration(v)
-		switch {
-		case err != nil:
+		if d, err := latencyBudget(v); err != nil {
 			p.failValue(v, field+".latencyBudget", err.Error())
-		case d <= 0:
-			p.failValue(v, field+".latencyBudget", "must be greater than 0")
-		case d > MaxLatencyBudget:
-			p.failValue(v, field+".latencyBudget", fmt.Sprintf("must be at most %v", MaxLatencyBudget))
-		default:
+		} else {
 			s.LatencyBudget = d
 		}
 	}
@@ -202,33 +198,43 @@ func (p *parser) slo(n *yaml.Node, field string) (s SLO, key string, ok bool) {
 	return s, key, len(p.errs) == before
 }
 
+// latencyBudget reads a budget: YAML numbers are refused for their
+// missing unit, strings go through the shared parser.
+func latencyBudget(v *yaml.Node) (time.Duration, error) {
+	if v.Kind == yaml.ScalarNode && v.Tag == "!!str" {
+		return slovalue.ParseLatencyBudget(v.Value)
+	}
+	return parseDuration(v) // says what is wrong with the non-string
+}
+
+// importance and target check the YAML type (an importance written as a
+// string or a float is refused, as the docs say), then hand the text to
+// the shared parser.
 func (p *parser) importance(v *yaml.Node, field string) (int, bool) {
-	rangeMsg := fmt.Sprintf("must be an integer from %d to %d", MinImportance, MaxImportance)
 	if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
-		p.failValue(v, field, rangeMsg+", not "+describe(v))
+		p.failValue(v, field, slovalue.MsgImportanceRange+", not "+describe(v))
 		return 0, false
 	}
-	var i int64
-	if err := v.Decode(&i); err != nil || i < MinImportance || i > MaxImportance {
-		p.failValue(v, field, rangeMsg)
+	i, err := slovalue.ParseImportance(v.Value)
+	if err != nil {
+		p.failValue(v, field, err.Error())
 		return 0, false
 	}
-	return int(i), true
+	return i, true
 }
 
 func (p *parser) target(v *yaml.Node, field string) (float64, bool) {
-	const rangeMsg = "must be a fraction greater than 0 and less than 1 (e.g. 0.99)"
 	if v.Kind != yaml.ScalarNode || (v.Tag != "!!float" && v.Tag != "!!int") {
-		msg := rangeMsg + ", not " + describe(v)
+		msg := slovalue.MsgTargetRange + ", not " + describe(v)
 		if v.Tag == "!!str" && strings.HasSuffix(v.Value, "%") {
-			msg = "write a fraction, not a percentage (e.g. 0.99 for 99%)"
+			msg = slovalue.MsgTargetPercnt
 		}
 		p.failValue(v, field, msg)
 		return 0, false
 	}
-	var t float64
-	if err := v.Decode(&t); err != nil || !(t > 0 && t < 1) || math.IsNaN(t) {
-		p.failValue(v, field, rangeMsg)
+	t, err := slovalue.ParseTarget(v.Value)
+	if err != nil {
+		p.failValue(v, field, err.Error())
 		return 0, false
 	}
 	return t, true

@@ -139,8 +139,10 @@ var invalidCases = []struct {
 		`slo.yaml:3: slos[0].latencyBudget: "2": a plain number is ambiguous; add a unit: ns, us, ms or s (e.g. 2ms, 500us, 1.5ms)`}},
 	{"budget plain float", "slos:\n  - cgroup: /ls\n    latencyBudget: 0.002\n", []string{
 		`slo.yaml:3: slos[0].latencyBudget: "0.002": a plain number is ambiguous; add a unit: ns, us, ms or s (e.g. 2ms, 500us, 1.5ms)`}},
+	// Quoted or not, a number without a unit gets the same words (an
+	// annotation or SLOPolicy, always a string, says the same).
 	{"budget quoted number", "slos:\n  - cgroup: /ls\n    latencyBudget: \"2\"\n", []string{
-		`slo.yaml:3: slos[0].latencyBudget: "2": not a duration; add a unit: ns, us, ms or s (e.g. 2ms, 500us, 1.5ms)`}},
+		`slo.yaml:3: slos[0].latencyBudget: "2": a plain number is ambiguous; add a unit: ns, us, ms or s (e.g. 2ms, 500us, 1.5ms)`}},
 	{"budget unparseable", "slos:\n  - cgroup: /ls\n    latencyBudget: 2 ms\n", []string{
 		`slo.yaml:3: slos[0].latencyBudget: "2 ms": not a duration; add a unit: ns, us, ms or s (e.g. 2ms, 500us, 1.5ms)`}},
 	{"budget bool", "slos:\n  - cgroup: /ls\n    latencyBudget: true\n", []string{

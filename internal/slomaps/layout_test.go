@@ -18,9 +18,10 @@ func specs(t *testing.T) map[string]*ebpf.CollectionSpec {
 	t.Helper()
 	out := map[string]*ebpf.CollectionSpec{}
 	for name, load := range map[string]func() (*ebpf.CollectionSpec, error){
-		"slo_account.h": slomaps.AccountSpec,
-		"runqueue":      runqueue.Spec,
-		"scheduler":     scheduler.Spec,
+		"slo_account.h":    slomaps.AccountSpec,
+		"runqueue":         runqueue.Spec,
+		"scheduler":        func() (*ebpf.CollectionSpec, error) { return scheduler.Spec("v2") },
+		"scheduler-compat": func() (*ebpf.CollectionSpec, error) { return scheduler.Spec("compat") },
 	} {
 		s, err := load()
 		if err != nil {

@@ -45,6 +45,34 @@ type Maps struct {
 	// SLOsGeneration, if set, is bumped after every change to SLOs: the
 	// tracer caches "this cgroup has no SLO" per task until it moves.
 	SLOsGeneration *ebpf.Variable
+	// Slots, if set, returns the counts kept apart from Stats by cgroup
+	// id (the tracer's per-CPU slots: waiting tasks, histogram, count and
+	// sum); ReadStats and StatsOf add them to each cgroup's stats.
+	Slots func() (map[uint64]*Stats, error)
+}
+
+// addSlots adds the counts Slots keeps apart to the stats read. It runs
+// after the stats are read: slot counts never move into the stats, so a
+// cgroup's totals only grow from one reading to the next.
+func (m Maps) addSlots(stats map[uint64]*Stats) error {
+	if m.Slots == nil {
+		return nil
+	}
+	slots, err := m.Slots()
+	if err != nil {
+		return err
+	}
+	for id, s := range stats {
+		if o := slots[id]; o != nil {
+			s.Waiting += o.Waiting
+			s.Count += o.Count
+			s.SumNs += o.SumNs
+			for i, n := range o.Hist {
+				s.Hist[i] += n
+			}
+		}
+	}
+	return nil
 }
 
 // ReadStats returns every cgroup's stats, keyed by cgroup id. It reads in
@@ -61,7 +89,7 @@ func (m Maps) ReadStats() (map[uint64]*Stats, error) {
 			out[keys[i]] = &v
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil // end of map
+			return out, m.addSlots(out) // end of map
 		}
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			break
@@ -80,7 +108,7 @@ func (m Maps) ReadStats() (map[uint64]*Stats, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading cgroup_stats: %w", err)
 	}
-	return out, nil
+	return out, m.addSlots(out)
 }
 
 // StatIDs lists the cgroup ids in cgroup_stats without reading values.
@@ -103,6 +131,9 @@ func (m Maps) StatsOf(id uint64) (s Stats, ok bool, err error) {
 	err = m.Stats.Lookup(id, &s)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return s, false, nil
+	}
+	if err == nil {
+		err = m.addSlots(map[uint64]*Stats{id: &s})
 	}
 	return s, err == nil, err
 }

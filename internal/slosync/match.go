@@ -10,8 +10,9 @@ import (
 // a pass over an unchanged tree costs map lookups, however many globs the
 // config has. A new config starts it afresh.
 type matchCache struct {
-	cfg  *sloconfig.Config
-	byID map[uint64]cachedMatch
+	cfg    *sloconfig.Config
+	owners uint64 // Owners.Version the cache holds answers of
+	byID   map[uint64]cachedMatch
 }
 
 type cachedMatch struct {
@@ -21,18 +22,28 @@ type cachedMatch struct {
 }
 
 // match is the SLO a cgroup is under; explicit when the config names the
-// cgroup's path rather than a glob covering it.
+// cgroup's path rather than a glob covering it, or when Kubernetes gives
+// it (a pod's SLO names its cgroups). pod is set for a pod's cgroups,
+// with or without an SLO.
 type match struct {
 	slo      sloconfig.SLO
 	explicit bool
+	source   string
+	pod      Pod
+	hasSLO   bool
 }
 
-// update matches the cgroups of one walk under cfg (nil: no SLOs) and
-// returns those under an SLO. Entries of cgroups not in the walk are
-// dropped.
-func (m *matchCache) update(cfg *sloconfig.Config, cgs []cgroupfs.Cgroup) map[uint64]match {
-	if cfg != m.cfg || m.byID == nil {
-		m.cfg, m.byID = cfg, make(map[uint64]cachedMatch, len(cgs))
+// update matches the cgroups of one walk under owners (nil outside
+// Kubernetes) and cfg (nil: no file SLOs) and returns those under an SLO
+// or in a pod. An SLO from Kubernetes wins over the file's. Entries of
+// cgroups not in the walk are dropped.
+func (m *matchCache) update(cfg *sloconfig.Config, owners Owners, cgs []cgroupfs.Cgroup) map[uint64]match {
+	var ver uint64
+	if owners != nil {
+		ver = owners.Version()
+	}
+	if cfg != m.cfg || ver != m.owners || m.byID == nil {
+		m.cfg, m.owners, m.byID = cfg, ver, make(map[uint64]cachedMatch, len(cgs))
 	}
 	matched := make(map[uint64]match)
 	seen := make(map[uint64]bool, len(cgs))
@@ -40,11 +51,8 @@ func (m *matchCache) update(cfg *sloconfig.Config, cgs []cgroupfs.Cgroup) map[ui
 		seen[cg.ID] = true
 		c, ok := m.byID[cg.ID]
 		if !ok || c.path != cg.Path {
-			c = cachedMatch{path: cg.Path}
-			if cfg != nil {
-				c.slo, c.ok = cfg.Match(cg.Path)
-				c.explicit = c.ok && !c.slo.IsGlob()
-			}
+			c = cachedMatch{path: cg.Path, match: matchOne(cfg, owners, cg.Path)}
+			c.ok = c.hasSLO || !c.pod.IsZero()
 			m.byID[cg.ID] = c
 		}
 		if c.ok {
@@ -57,4 +65,25 @@ func (m *matchCache) update(cfg *sloconfig.Config, cgs []cgroupfs.Cgroup) map[ui
 		}
 	}
 	return matched
+}
+
+// matchOne applies the precedence to one cgroup: Kubernetes' SLO (the
+// annotation or policy already chosen by its side), then the file.
+func matchOne(cfg *sloconfig.Config, owners Owners, path string) match {
+	var out match
+	if owners != nil {
+		if o, ok := owners.Owner(path); ok {
+			out.pod = o.Pod
+			if o.SLO != nil {
+				out.slo, out.hasSLO, out.explicit, out.source = *o.SLO, true, true, o.Source
+				return out
+			}
+		}
+	}
+	if cfg != nil {
+		if slo, ok := cfg.Match(path); ok {
+			out.slo, out.hasSLO, out.explicit, out.source = slo, true, !slo.IsGlob(), SourceFile
+		}
+	}
+	return out
 }

@@ -25,12 +25,20 @@ type Assignment struct {
 	Cgroup cgroupfs.Cgroup
 	SLO    sloconfig.SLO
 	Slot   uint32
+	// Pod is the pod and container the cgroup belongs to (zero outside
+	// Kubernetes).
+	Pod Pod
+	// Source is where the SLO came from: SourceFile or the Owner's Source.
+	Source string
 }
 
 // View is a consistent snapshot of the last pass.
 type View struct {
 	Cgroups map[uint64]cgroupfs.Cgroup
 	SLOs    map[uint64]Assignment // only cgroups that have a slot
+	// Pods maps the cgroups that belong to a Kubernetes pod (by the
+	// matching pass, so cgroups listed by Refresh since are not in it).
+	Pods map[uint64]Pod
 	// WithoutSlot counts cgroups under an SLO that got no overload slot
 	// (all slomaps.MaxSlots in use): they are neither judged nor enforced.
 	WithoutSlot int
@@ -56,7 +64,11 @@ type Options struct {
 	// when it moved, on a kick, or every FullInterval; other ticks only
 	// clear idle overload bits.
 	Generation func() (uint64, error)
-	Logger     log.Logger
+	// Owners, in Kubernetes mode, says which pod each cgroup belongs to
+	// and the SLO it gets from its annotations or an SLOPolicy; those win
+	// over Config.
+	Owners Owners
+	Logger log.Logger
 }
 
 // FullInterval bounds how long Run goes without a full pass.
@@ -99,11 +111,19 @@ func (s *Syncer) Sync() error {
 	if err != nil {
 		return err
 	}
-	view := View{Cgroups: make(map[uint64]cgroupfs.Cgroup, len(cgs)), SLOs: make(map[uint64]Assignment), Walked: time.Now()}
+	view := View{Cgroups: make(map[uint64]cgroupfs.Cgroup, len(cgs)), SLOs: make(map[uint64]Assignment), Pods: make(map[uint64]Pod), Walked: time.Now()}
 	for _, cg := range cgs {
 		view.Cgroups[cg.ID] = cg
 	}
-	matched := s.matches.update(s.opts.Config(), cgs)
+	matched := s.matches.update(s.opts.Config(), s.opts.Owners, cgs)
+	for id, m := range matched {
+		if !m.pod.IsZero() {
+			view.Pods[id] = m.pod
+		}
+		if !m.hasSLO {
+			delete(matched, id)
+		}
+	}
 	s.assignSlots(&view, cgs, matched)
 	s.logSlotChange(view)
 	errs := s.apply(view)
@@ -192,7 +212,7 @@ func (s *Syncer) assignSlots(view *View, cgs []cgroupfs.Cgroup, matched map[uint
 			continue
 		}
 		if slot, ok := s.slots[cg.ID]; ok {
-			view.SLOs[cg.ID] = Assignment{Cgroup: cg, SLO: m.slo, Slot: slot}
+			view.SLOs[cg.ID] = Assignment{Cgroup: cg, SLO: m.slo, Slot: slot, Pod: m.pod, Source: m.source}
 		} else {
 			view.WithoutSlot++
 		}
@@ -292,6 +312,9 @@ func (s *Syncer) needsWalk() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opts.Generation == nil || time.Since(s.view.Walked) > FullInterval {
+		return true
+	}
+	if s.opts.Owners != nil && s.opts.Owners.Version() != s.matches.owners {
 		return true
 	}
 	g, err := s.opts.Generation()

@@ -20,7 +20,9 @@ const (
 
 // initScript is the guest's /init. It prepares the mounts scheduler work
 // needs, runs /lab/command, then reports over the virtio ports and powers
-// off (poweroff -f: there is no init system to shut down).
+// off (poweroff -f: there is no init system to shut down). A kernel
+// without ACPI (a custom --kernel) can only halt, so there it resets
+// instead, which ends qemu as well (-no-reboot).
 var initScript = `#!/bin/sh
 export PATH=/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
 say() { echo "scx-slo-lab: $*"; }
@@ -63,7 +65,7 @@ tar -c -f "${out:-/dev/null}" -C /out .
 rc=$?
 [ -n "$status" ] && echo "tar $rc" > "$status"
 sync
-poweroff -f
+if [ -d /sys/firmware/acpi ]; then poweroff -f; else reboot -f; fi
 `
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -173,15 +173,28 @@ func fetchKernel(ctx context.Context, cacheDir string, progress io.Writer) (*Ker
 			return nil, fmt.Errorf("%s not found: the lab downloads its guest kernel with apt on a Debian host", tool)
 		}
 	}
+	k, reasons, err := fetchFromSuites(ctx, cacheDir, func(string) bool { return true }, candidatesPerSuite, "*", progress)
+	if k != nil || err != nil {
+		return k, err
+	}
+	return nil, fmt.Errorf("no Debian kernel with %s found in %s:\n  %s",
+		strings.Join(requiredConfig, "=y, ")+"=y", strings.Join(kernelSuites, ", "), strings.Join(reasons, "\n  "))
+}
+
+// fetchFromSuites downloads the newest usable kernel of kernelSuites whose
+// release accept takes, trying at most limit releases a suite (0: all). It
+// returns why each suite and candidate failed when none would do; pattern
+// names the accepted releases in those reasons ("*", "6.12.*").
+func fetchFromSuites(ctx context.Context, cacheDir string, accept func(release string) bool, limit int, pattern string, progress io.Writer) (*Kernel, []string, error) {
 	archive, err := hostDebianArchive("/etc/apt", "/etc/os-release")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var reasons []string
 	for _, suite := range kernelSuites {
 		a, err := newPrivateApt(cacheDir, archive, suite)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fmt.Fprintf(progress, "lab: updating package lists for %s from %s (source found in %s)\n", suite, archive.URI, archive.From)
 		if err := a.update(ctx); err != nil {
@@ -193,27 +206,31 @@ func fetchKernel(ctx context.Context, cacheDir string, progress io.Writer) (*Ker
 			reasons = append(reasons, err.Error())
 			continue
 		}
-		if len(releases) == 0 {
-			reasons = append(reasons, suite+": no linux-image-*-amd64 packages")
-		}
-		for i, rel := range releases {
-			if i == candidatesPerSuite {
+		tried := 0
+		for _, rel := range releases {
+			if !accept(rel) {
+				continue
+			}
+			if limit > 0 && tried == limit {
 				break
 			}
+			tried++
 			k, err := a.fetchRelease(ctx, cacheDir, rel, progress)
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return nil, nil, ctx.Err()
 				}
 				reasons = append(reasons, err.Error())
 				fmt.Fprintf(progress, "lab: skipping %s: %v\n", rel, err)
 				continue
 			}
-			return k, nil
+			return k, nil, nil
+		}
+		if tried == 0 {
+			reasons = append(reasons, suite+": no linux-image-"+pattern+"-amd64 packages")
 		}
 	}
-	return nil, fmt.Errorf("no Debian kernel with %s found in %s:\n  %s",
-		strings.Join(requiredConfig, "=y, ")+"=y", strings.Join(kernelSuites, ", "), strings.Join(reasons, "\n  "))
+	return nil, reasons, nil
 }
 
 // privateApt runs apt-get/apt-cache against a sources list and state of our

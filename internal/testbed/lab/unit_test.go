@@ -148,3 +148,39 @@ func TestDynamicExecutableRefused(t *testing.T) {
 		t.Errorf("addCopy(%s) = %v, want a dynamic-linking error naming it", sh, err)
 	}
 }
+
+// TestCheckFragmentApplied: an option of the config fragment that
+// olddefconfig dropped (an unmet dependency) is named, and so is one the
+// fragment switches off ("# CONFIG_X is not set") that is on anyway
+// (selected by another option).
+func TestCheckFragmentApplied(t *testing.T) {
+	config := filepath.Join(t.TempDir(), ".config")
+	if err := os.WriteFile(config, []byte("CONFIG_BPF=y\n# CONFIG_MODULES is not set\nCONFIG_NR_CPUS=64\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkFragmentApplied(config, []byte("# comment\nCONFIG_BPF=y\nCONFIG_NR_CPUS=64\n# CONFIG_MODULES is not set\n")); err != nil {
+		t.Errorf("fragment applied, got %v", err)
+	}
+	err := checkFragmentApplied(config, []byte("CONFIG_BPF=y\nCONFIG_SCHED_CLASS_EXT=y\nCONFIG_NR_CPUS=8\n"))
+	if err == nil || !strings.Contains(err.Error(), "CONFIG_SCHED_CLASS_EXT=y") || !strings.Contains(err.Error(), "CONFIG_NR_CPUS=8") {
+		t.Errorf("lost options not named: %v", err)
+	}
+	err = checkFragmentApplied(config, []byte("# CONFIG_BPF is not set\n# CONFIG_IPV6 is not set\n"))
+	if err == nil || !strings.Contains(err.Error(), "CONFIG_BPF=y") || strings.Contains(err.Error(), "IPV6") {
+		t.Errorf("an option switched off but on is not named (or one off is): %v", err)
+	}
+}
+
+// TestResolveKernelRejectsBadSpecs names the bad --kernel value.
+func TestResolveKernelRejectsBadSpecs(t *testing.T) {
+	dir := t.TempDir()
+	for _, spec := range []string{"no-such-release", dir + "/missing", "6.x"} {
+		_, err := ResolveKernel(t.Context(), dir, spec, nil)
+		if err == nil || !strings.Contains(err.Error(), spec) {
+			t.Errorf("ResolveKernel(%q) = %v, want an error naming it", spec, err)
+		}
+	}
+	if _, err := BuildKernel(t.Context(), dir, "6", nil); err == nil || !strings.Contains(err.Error(), `"6"`) {
+		t.Errorf("BuildKernel(6) = %v, want an error naming the series", err)
+	}
+}

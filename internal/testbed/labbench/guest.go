@@ -27,18 +27,23 @@ import (
 
 // Cell is one measured combination of workload, batch load and scheduler.
 type Cell struct {
-	Index     int               `json:"index"`
-	Rep       int               `json:"rep"`
-	Workload  string            `json:"workload"`
-	Load      int               `json:"load"` // percent of the vCPUs; 0 is the floor (no batch)
-	Scheduler string            `json:"scheduler"`
-	Latency   Summary           `json:"latency"`
-	Errors    int               `json:"errors,omitempty"` // failed HTTP requests
-	Batch     Batch             `json:"batch"`
-	SchedStat map[string]uint64 `json:"sched_stats,omitempty"` // scx-slo's counters at the end of the cell
-	Kernel    *KernelView       `json:"kernel,omitempty"`      // the kernel's view of the latency cgroup's waits
-	Err       string            `json:"error,omitempty"`
-	Host      *HostSample       `json:"host,omitempty"` // filled in on the host
+	Index     int                 `json:"index"`
+	Rep       int                 `json:"rep"`
+	Workload  string              `json:"workload"`
+	Load      int                 `json:"load"` // percent of the vCPUs; 0 is the floor (no batch)
+	Scheduler string              `json:"scheduler"`
+	Latency   Summary             `json:"latency"`
+	Errors    int                 `json:"errors,omitempty"` // failed HTTP requests
+	Batch     Batch               `json:"batch"`
+	SchedStat map[string]uint64   `json:"sched_stats,omitempty"` // scx-slo's counters at the end of the cell
+	BPFCost   map[string]ProgCost `json:"bpf_cost,omitempty"`    // scx-slo's callbacks: runs and ns per run over the cell
+	Wake      *WakeBreakdown      `json:"wake,omitempty"`        // the probe's wakeups from the kernel's tracepoints (Config.WakeTrace)
+	Kernel    *KernelView         `json:"kernel,omitempty"`      // the kernel's view of the latency cgroup's waits
+	Peer      *PeerRun            `json:"peer,omitempty"`        // the peer scheduler attached for the cell
+	Wrk       *WrkRun             `json:"wrk,omitempty"`         // wrk's own figures (workload wrk)
+	Err       string              `json:"error,omitempty"`
+	Host      *HostSample         `json:"host,omitempty"`  // filled in on the host
+	Boots     int                 `json:"boots,omitempty"` // fidelity mode: boots the cell took (retries after the text-patching oops + 1)
 }
 
 // Batch is the batch side of a cell.
@@ -83,8 +88,11 @@ type Results struct {
 	Host   *Host  `json:"host,omitempty"`
 	// Partial: the guest died before finishing; these are the cells it
 	// echoed on the console.
-	Partial bool   `json:"partial,omitempty"`
-	Command string `json:"command,omitempty"` // what produced this, for the report
+	Partial bool        `json:"partial,omitempty"`
+	Command string      `json:"command,omitempty"` // what produced this, for the report
+	Peers   *PeerReport `json:"peers,omitempty"`   // how the peer schedulers were built (host side)
+	// Fidelity: each cell ran in its own boot (RunFidelity).
+	Fidelity bool `json:"fidelity,omitempty"`
 }
 
 // cellMarker is printed on the console around each measured window so
@@ -113,6 +121,7 @@ type guest struct {
 	cfg        Config
 	lat, batch cgroup
 	vcpus      int
+	wake       *WakeBreakdown // the last probe's, with Config.WakeTrace
 }
 
 type cgroup struct {
@@ -190,11 +199,11 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 		}
 		return os.WriteFile(out, b, 0o644)
 	}
-	for i, spec := range plan(cfg) {
+	measure := func(spec cellSpec) (Cell, error) {
 		if err := ctx.Err(); err != nil {
-			return err
+			return Cell{}, err
 		}
-		c := Cell{Index: i, Rep: spec.rep, Workload: spec.workload, Load: spec.load, Scheduler: spec.sched}
+		c := Cell{Index: len(res.Cells), Rep: spec.rep, Workload: spec.workload, Load: spec.load, Scheduler: spec.sched}
 		if err := g.cell(ctx, &c); err != nil {
 			c.Err = err.Error()
 		}
@@ -204,12 +213,34 @@ func RunGuest(ctx context.Context, cfg Config, out string) error {
 		if c.SchedStat != nil {
 			fmt.Printf("labbench: scx-slo stats %v\n", c.SchedStat)
 		}
+		if c.Wake != nil {
+			fmt.Printf("labbench: probe wakeups %+v\n", *c.Wake)
+		}
+		if c.BPFCost != nil {
+			fmt.Printf("labbench: scx-slo callbacks (runs, ns/run) %v\n", c.BPFCost)
+		}
 		if c.Kernel != nil {
 			fmt.Printf("labbench: kernel view %+v\n", *c.Kernel)
 		}
 		res.Cells = append(res.Cells, c)
 		echo(cellJSONMarker, c)
-		if err := save(); err != nil {
+		return c, save()
+	}
+	if cfg.Mode == Safe {
+		if err := searchSafe(cfg, measure); err != nil {
+			return err
+		}
+		return save()
+	}
+	specs := plan(cfg)
+	if len(cfg.Plan) > 0 {
+		specs = nil
+		for _, p := range cfg.Plan {
+			specs = append(specs, cellSpec{p.Rep, p.Workload, p.Load, p.Scheduler})
+		}
+	}
+	for _, spec := range specs {
+		if _, err := measure(spec); err != nil {
 			return err
 		}
 	}
@@ -280,14 +311,25 @@ func (g *guest) cell(ctx context.Context, c *Cell) error {
 	}
 	fmt.Printf("%s%d start\n", cellMarker, c.Index)
 	start := time.Now()
-	samples, errs, runErr := g.latency(c.Workload)
+	g.wake = nil
+	var samples []int64
+	var errs int
+	var runErr error
+	if c.Workload == Wrk {
+		runErr = g.wrkCell(c)
+	} else {
+		samples, errs, runErr = g.latency(c.Workload)
+	}
+	c.Wake = g.wake
 	window := time.Since(start)
 	fmt.Printf("%s%d end\n", cellMarker, c.Index)
 	after, err := g.batch.usage()
 	if err != nil {
 		return err
 	}
-	c.Latency, c.Errors = Summarize(samples, g.cfg.budgetOf(c.Workload)), errs
+	if c.Workload != Wrk {
+		c.Latency, c.Errors = Summarize(samples, g.cfg.budgetOf(c.Workload)), errs
+	}
 	c.Batch.CPUSeconds, c.Batch.WindowSeconds = (after - before).Seconds(), window.Seconds()
 	if b != nil {
 		if err := b.stop(&c.Batch); err != nil && runErr == nil {
@@ -307,6 +349,9 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 	case EEVDFIdle:
 		idle = "1"
 	}
+	if ps, ok := peerSetups[sched]; ok {
+		latW, batchW = ps.latW, ps.batchW
+	}
 	// cpu.idle first: an idle group ignores its weight.
 	err := errors.Join(g.batch.set("cpu.idle", "0"), g.lat.set("cpu.weight", latW),
 		g.batch.set("cpu.weight", batchW), g.batch.set("cpu.idle", idle))
@@ -325,9 +370,25 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 			tr.Close()
 			return nil, err
 		}
+		var peer *attachedPeer
+		if IsPeer(sched) {
+			// Weights are set first: scx_flatcg reads them as it attaches.
+			if peer, err = g.startPeer(sched); err != nil {
+				tr.Close()
+				return nil, err
+			}
+		}
 		return func(c *Cell) error {
+			var perr error
+			if peer != nil {
+				perr = peer.check()
+				c.Peer = &peer.run
+			}
 			c.Kernel = kernelView(tr.Maps(), g.lat.id)
-			return tr.Close()
+			if peer != nil {
+				perr = errors.Join(perr, peer.stop())
+			}
+			return errors.Join(perr, tr.Close())
 		}, nil
 	}
 	e, err := enforcer.New(enforcer.Options{MaxReattach: -1, PinDir: "/sys/fs/bpf/labbench",
@@ -346,7 +407,13 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 		e.Stop()
 		return nil, err
 	}
+	cost, err := startBPFCost()
+	if err != nil {
+		e.Stop()
+		return nil, err
+	}
 	return func(c *Cell) error {
+		c.BPFCost, _ = cost.stop()
 		c.SchedStat, _ = e.Stats()
 		if m, ok := e.Maps(); ok {
 			c.Kernel = kernelView(m, g.lat.id)
@@ -406,7 +473,22 @@ func (g *guest) latency(name string) (samples []int64, errs int, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	out, err := cmd.Output()
+	var out []byte
+	if name == Probe && g.cfg.WakeTrace {
+		var wt *wakeTrace
+		if wt, err = startWakeTrace(); err != nil {
+			return nil, 0, err
+		}
+		var tids map[string]bool
+		out, tids, err = runTracingThreads(cmd)
+		if wb, terr := wt.stop(tids); terr == nil {
+			g.wake = wb
+		} else if err == nil {
+			err = fmt.Errorf("probe wakeup trace: %w", terr)
+		}
+	} else {
+		out, err = cmd.Output()
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s workload: %w", name, err)
 	}

@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/testbed/lab"
+	"github.com/scx-slo/scx-slo/internal/testbed/peers"
 )
 
 // ConfigEnv carries the Config (JSON) to the guest side of the bench
@@ -75,6 +77,13 @@ type RunOptions struct {
 	Kernel     *lab.Kernel
 	Console    io.Writer // guest console; nil discards it
 	Timeout    time.Duration
+	// CPUs and Sockets size the guest (lab.Options); 0 is the lab's default.
+	CPUs, Sockets int
+	// Peers are the peer schedulers (peers.Ensure) for Config's peer
+	// setups; when their build failed, PeersErr says why, and those cells
+	// fail with it while the rest of the matrix runs.
+	Peers    *peers.Set
+	PeersErr error
 }
 
 // Run boots the guest once, runs the matrix there and returns the results
@@ -86,16 +95,33 @@ func Run(ctx context.Context, o RunOptions) (*Results, error) {
 	if o.TestBinary == "" || o.GuestTest == "" || o.Kernel == nil {
 		return nil, fmt.Errorf("labbench: RunOptions needs TestBinary (%q), GuestTest (%q) and Kernel", o.TestBinary, o.GuestTest)
 	}
-	stage, err := os.MkdirTemp("", "labbench-stress-ng-")
+	stage, err := os.MkdirTemp("", "labbench-stage-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(stage)
-	if err := StageStressNG(stage); err != nil {
+	if err := StageStressNG(filepath.Join(stage, "stress-ng")); err != nil {
 		return nil, err
 	}
 	cfg := o.Config
 	cfg.StressNG = "/opt/stress-ng"
+	files := []lab.Copy{{Host: o.TestBinary, Guest: "/usr/local/bin/bench.test"}, {Host: filepath.Join(stage, "stress-ng"), Guest: cfg.StressNG}}
+	if slices.Contains(cfg.Workloads, Wrk) {
+		cfg.Wrk = "/opt/wrk"
+		wdir := filepath.Join(stage, "wrk")
+		if err := StageWrk(wdir); err != nil {
+			return nil, err
+		}
+		files = append(files, lab.Copy{Host: wdir, Guest: cfg.Wrk})
+	}
+	var peerReport *PeerReport
+	if cfg.usesPeers() {
+		more, rep, err := stagePeers(&cfg, o.Peers, o.PeersErr)
+		if err != nil {
+			return nil, err
+		}
+		files, peerReport = append(files, more...), rep
+	}
 	cj, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -113,12 +139,14 @@ func Run(ctx context.Context, o RunOptions) (*Results, error) {
 	}
 	res, err := lab.Run(ctx, lab.Options{
 		Kernel:  o.Kernel,
-		Files:   []lab.Copy{{Host: o.TestBinary, Guest: "/usr/local/bin/bench.test"}, {Host: stage, Guest: cfg.StressNG}},
+		Files:   files,
 		Command: []string{"/usr/local/bin/bench.test", "-test.run", o.GuestTest, "-test.v", "-test.count=1", "-test.timeout", "0"},
 		Env:     map[string]string{ConfigEnv: string(cj)},
 		Console: sampler,
 		OutDir:  out,
 		Timeout: timeout,
+		CPUs:    o.CPUs,
+		Sockets: o.Sockets,
 	})
 	sampler.flush()
 	var r Results
@@ -128,7 +156,7 @@ func Run(ctx context.Context, o RunOptions) (*Results, error) {
 		if len(r.Cells) == 0 {
 			return nil, err
 		}
-		r.Partial = true
+		r.Partial, r.Peers = true, peerReport
 		sampler.addHost(&r, host)
 		return &r, fmt.Errorf("%w (keeping the %d cells the guest echoed on its console)", err, len(r.Cells))
 	}
@@ -140,6 +168,7 @@ func Run(ctx context.Context, o RunOptions) (*Results, error) {
 		return nil, fmt.Errorf("guest results: %w", err)
 	}
 	sampler.addHost(&r, host)
+	r.Peers = peerReport
 	if res.ExitCode != 0 {
 		return &r, fmt.Errorf("the guest side failed (exit status %d); see the [guest] console lines", res.ExitCode)
 	}
@@ -152,9 +181,16 @@ func Run(ctx context.Context, o RunOptions) (*Results, error) {
 // without execute bits (the lab refuses dynamically linked executables;
 // the loader maps them anyway), the loader itself is static.
 func StageStressNG(dir string) error {
-	bin, err := exec.LookPath("stress-ng")
+	return stageWithLoader("stress-ng", "stress-ng", dir)
+}
+
+// stageWithLoader copies the program name (Debian package pkg), its
+// shared libraries and the dynamic loader into dir: dir/ld.so,
+// dir/lib/*, dir/<name> (see StageStressNG).
+func stageWithLoader(name, pkg, dir string) error {
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		return fmt.Errorf("stress-ng not found in PATH: install the stress-ng package")
+		return fmt.Errorf("%s not found in PATH: install the %s package", name, pkg)
 	}
 	out, err := exec.Command("ldd", bin).Output()
 	if err != nil {
@@ -181,7 +217,7 @@ func StageStressNG(dir string) error {
 	if err := copyFile(loader, filepath.Join(dir, "ld.so"), 0o755); err != nil {
 		return err
 	}
-	return copyFile(bin, filepath.Join(dir, "stress-ng"), 0o644)
+	return copyFile(bin, filepath.Join(dir, name), 0o644)
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -2,6 +2,7 @@ package labbench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"os"
@@ -65,10 +66,17 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 		{func(c *Config) { c.Cell = time.Millisecond }, "Cell = 1ms"},
 		{func(c *Config) { c.Loads = []int{50, -3} }, "Loads[1] = -3"},
 		{func(c *Config) { c.Schedulers = []string{"cfs"} }, `Schedulers[0] = "cfs"`},
-		{func(c *Config) { c.Workloads = []string{Probe, "wrk"} }, `Workloads[1] = "wrk"`},
+		{func(c *Config) { c.Workloads = []string{Probe, "ab"} }, `Workloads[1] = "ab"`},
+		{func(c *Config) { c.WrkConns = -2 }, "WrkConns = -2"},
 		{func(c *Config) { c.Target = 1.5 }, "Target = 1.5"},
 		{func(c *Config) { c.HTTPRate = -1 }, "HTTPRate = -1"},
 		{func(c *Config) { c.MsgWorkers = 100 }, "MsgWorkers = 100"},
+		{func(c *Config) { c.Mode = "fast" }, `Mode = "fast"`},
+		{func(c *Config) { c.Plan = []PlanCell{{Workload: Probe, Load: 100, Scheduler: "cfs"}} }, "Plan[0] = "},
+		{func(c *Config) { *c = SafeFull(); c.SafeStep = 0 }, "SafeStep = 0"},
+		{func(c *Config) { *c = SafeFull(); c.SafeMax = 10 }, "SafeMax = 10"},
+		{func(c *Config) { *c = SafeFull(); c.SafeResolution = -5 }, "SafeResolution = -5"},
+		{func(c *Config) { *c = SafeFull(); c.SafeMaxOver = 1.5 }, "SafeMaxOver = 1.5"},
 	} {
 		cfg := Full()
 		c.edit(&cfg)
@@ -82,6 +90,9 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 	}
 	if err := Smoke().Validate(); err != nil {
 		t.Errorf("Smoke: %v", err)
+	}
+	if err := SafeFull().Validate(); err != nil {
+		t.Errorf("SafeFull: %v", err)
 	}
 }
 
@@ -217,6 +228,34 @@ func TestStressNGStaged(t *testing.T) {
 	}
 }
 
+// TestWrkWorkload runs the wrk workload on the host with wrk staged as
+// the guest gets it (loader and libraries beside it): it serves, wrk
+// drives it for a second, and the script's result line parses.
+func TestWrkWorkload(t *testing.T) {
+	needs.Command(t, "wrk", "wrk")
+	dir := t.TempDir()
+	if err := StageWrk(dir); err != nil {
+		t.Fatal(err)
+	}
+	var r WrkReport
+	runWorkload(t, "wrk", 2, map[string]string{"RUN_FOR": "1s", "HTTP_WORK": "100us", "WRK_BUDGET": "1us", "WRK_CONNS": "2", "WRK_DIR": dir}, &r)
+	if r.Requests < 10 || r.Seconds < 0.9 || r.P50Us < 100 || r.P50Us > r.P99Us || r.P99Us > r.MaxUs {
+		t.Errorf("wrk for 1s over 2 connections at 100us a request: %+v", r)
+	}
+	// Every request takes at least the handler's 100 µs: all are over 1 µs.
+	if r.OverBudget != 1 {
+		t.Errorf("%.4f of the requests over a 1us budget, want all", r.OverBudget)
+	}
+	// With the budget at the median, about half are over (bisection of
+	// wrk's percentiles; ties at the median value move it a little).
+	var half WrkReport
+	runWorkload(t, "wrk", 2, map[string]string{"RUN_FOR": "1s", "HTTP_WORK": "100us", "WRK_BUDGET": (time.Duration(r.P50Us) * time.Microsecond).String(),
+		"WRK_CONNS": "2", "WRK_DIR": dir}, &half)
+	if half.OverBudget <= 0.05 || half.OverBudget >= 0.95 {
+		t.Errorf("%.4f of the requests over the previous run's median %dus; want a fraction well inside (0, 1): %+v", half.OverBudget, r.P50Us, half)
+	}
+}
+
 // TestHostSampler: markers on the console produce one sample per cell,
 // measured from this host's /proc, and the console passes through.
 func TestHostSampler(t *testing.T) {
@@ -256,7 +295,8 @@ func TestHostSampler(t *testing.T) {
 func TestReportFromWorkloads(t *testing.T) {
 	cfg := Smoke()
 	cfg.Reps = 2
-	r := &Results{Config: cfg, Kernel: "test", VCPUs: 2, Host: &Host{QemuMaxCores: 1}}
+	cfg.Schedulers = append(cfg.Schedulers, PeerNames...)
+	r := &Results{Config: cfg, Kernel: "test", VCPUs: 2, Host: &Host{QemuMaxCores: 1}, Peers: &PeerReport{Error: "linux-source-7.3 not found"}}
 	var lr LatencyReport
 	runWorkload(t, "msg", 3, map[string]string{"RUN_FOR": "200ms", "MSG_PERIOD": "2ms", "MSG_WORK": "50us", "MSG_WORKERS": "2"}, &lr)
 	for i, c := range plan(cfg) {
@@ -270,7 +310,8 @@ func TestReportFromWorkloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "README.md"))
-	for _, want := range []string{"| 200% | scx-slo |", "| 0 | floor |", "## Goals", "Pipe throughput with scx-slo: 0.91 of EEVDF's", "## How steady"} {
+	for _, want := range []string{"| 200% | scx-slo |", "| 0 | floor |", "## Goals", "Pipe throughput with scx-slo: 0.91 of EEVDF's", "## How steady",
+		"| 200% | scx_flatcg-short |", "**No peer build:** linux-source-7.3 not found", "| load | setup | eevdf | eevdf-tuned | eevdf-idle | scx-slo | scx_simple | scx_flatcg | scx_flatcg-short |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -303,5 +344,24 @@ func TestReportFromWorkloads(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "results.json"))
 	if err := json.Unmarshal(b, &back); err != nil || len(back.Cells) != len(r.Cells) {
 		t.Errorf("results.json: %v, %d cells", err, len(back.Cells))
+	}
+}
+
+// TestMissingPeerFailsOnlyItsCells: without a peer build the host stages
+// no peer and tells the guest why, and the peer's setup fails with that
+// reason (the cell records it; the matrix runs on).
+func TestMissingPeerFailsOnlyItsCells(t *testing.T) {
+	cfg := PeerWrkSmoke()
+	files, rep, err := stagePeers(&cfg, nil, errors.New("apt-get download linux-source-7.3: 404"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 0 || rep.Error == "" || rep.Build != nil {
+		t.Errorf("staged %v, report %+v; want nothing staged and the build error reported", files, rep)
+	}
+	g := &guest{cfg: cfg}
+	_, err = g.startPeer(SCXFlatCG)
+	if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "scx_flatcg") {
+		t.Errorf("starting a peer that was not built: %v; want an error naming it and the build's failure", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,6 +19,7 @@ type group struct {
 	Qemu, HostBusy      Spread // host cores qemu got, host cores busy in all
 	Load1               Spread // host 1-minute load average at the end of the cell
 	KMean, KOver        Spread // the kernel's view: mean run-queue wait (ms), fraction over budget
+	RPS                 Spread // wrk's requests per second
 	Starved, Failed, N  int
 }
 
@@ -28,7 +30,7 @@ type key struct {
 }
 
 func aggregate(r *Results) map[key]*group {
-	type lists struct{ p50, p90, p99, over, batch, bogo, spawns, qemu, busy, load, kmean, kover []float64 }
+	type lists struct{ p50, p90, p99, over, batch, bogo, spawns, qemu, busy, load, kmean, kover, rps []float64 }
 	raw := map[key]*lists{}
 	out := map[key]*group{}
 	for _, c := range r.Cells {
@@ -45,6 +47,9 @@ func aggregate(r *Results) map[key]*group {
 		ms := func(ns int64) float64 { return float64(ns) / 1e6 }
 		l.p50, l.p90, l.p99 = append(l.p50, ms(c.Latency.P50Ns)), append(l.p90, ms(c.Latency.P90Ns)), append(l.p99, ms(c.Latency.P99Ns))
 		l.over = append(l.over, c.Latency.OverBudget)
+		if c.Wrk != nil {
+			l.rps = append(l.rps, c.Wrk.RequestsPerSec)
+		}
 		if c.Kernel != nil {
 			l.kmean, l.kover = append(l.kmean, float64(c.Kernel.MeanNs)/1e6), append(l.kover, c.Kernel.MissRatio)
 		}
@@ -64,7 +69,7 @@ func aggregate(r *Results) map[key]*group {
 		g := out[k]
 		g.P50, g.P90, g.P99, g.Over = spreadOf(l.p50), spreadOf(l.p90), spreadOf(l.p99), spreadOf(l.over)
 		g.BatchCores, g.Bogo, g.Spawns, g.Qemu, g.HostBusy = spreadOf(l.batch), spreadOf(l.bogo), spreadOf(l.spawns), spreadOf(l.qemu), spreadOf(l.busy)
-		g.KMean, g.KOver, g.Load1 = spreadOf(l.kmean), spreadOf(l.kover), spreadOf(l.load)
+		g.KMean, g.KOver, g.Load1, g.RPS = spreadOf(l.kmean), spreadOf(l.kover), spreadOf(l.load), spreadOf(l.rps)
 	}
 	return out
 }
@@ -102,6 +107,9 @@ func WriteReport(dir string, r *Results, command string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(Markdown(r, r.Command)), 0o644); err != nil {
 		return err
+	}
+	if r.Config.Mode == Safe {
+		return nil // the plots are per fixed load; the report's tables say it all
 	}
 	for name, draw := range map[string]func(*os.File) error{
 		"latency.png":    func(f *os.File) error { return latencyPlot(f, r) },
@@ -207,12 +215,30 @@ func Markdown(r *Results, command string) string {
 	} else {
 		w(".\n")
 	}
-	w("- Matrix: %d repetitions interleaved in one boot (ABAB, scheduler order rotated per repetition), %s measured per cell. ", cfg.Reps, cfg.Cell)
+	if cfg.Mode == Safe {
+		w("- Safe-load search: per workload the floor %d times, then one search per setup, the setups' searches advancing together one step per round, each step %d repetitions interleaved with the other setups' (order rotated per repetition), %s measured per cell. ", cfg.Reps, cfg.Reps, cfg.Cell)
+	} else {
+		w("- Matrix: %d repetitions interleaved in one boot (ABAB, scheduler order rotated per repetition), %s measured per cell. ", cfg.Reps, cfg.Cell)
+	}
 	w("Batch load in percent of the vCPUs: Debian's stress-ng `--cpu` workers (`--cpu-method int64`, `--cpu-load` for fractional demand) plus a fork/exec job spawning `/bin/true` at up to %d/s, all in the batch cgroup.\n", cfg.ForkExecRate)
-	w("- Setups: `eevdf` (both cgroups cpu.weight 100), `eevdf-tuned` (latency cpu.weight 10000, batch 1), `eevdf-idle` (batch cpu.idle=1), `scx-slo` (the scx-slo scheduler attached for the cell, SLO on the latency cgroup: %s run-queue budget, target %g); `floor` is the latency workload alone under EEVDF.\n", cfg.Budget, cfg.Target)
+	w("- Setups: `eevdf` (both cgroups cpu.weight 100), `eevdf-tuned` (latency cpu.weight 10000, batch 1), `eevdf-idle` (batch cpu.idle=1), `scx-slo` (the scx-slo scheduler attached for the cell, SLO on the latency cgroup: %s run-queue budget, target %g)", cfg.Budget, cfg.Target)
+	if cfg.usesPeers() {
+		w("; the kernel's sample sched_ext schedulers, each attached for its cells (\"Peer schedulers\" below): `%s` (cgroups at cpu.weight 100; it weighs tasks only), `%s` (latency cpu.weight 10000, batch 1: the sched_ext counterpart of eevdf-tuned), `%s` (the same with `-s 1`, the shortest cgroup slice)", SCXSimple, SCXFlatCG, SCXFlatCGShort)
+	}
+	w("; `floor` is the latency workload alone under EEVDF.\n")
 	w("- Workloads, each alone in the latency cgroup: `probe` (wake every 1 ms by clock_nanosleep, 100 µs of work; lateness of each wakeup, skipping missed periods like cyclictest, budget %s), ", cfg.Budget)
 	w("`http` (Go HTTP server on loopback, %d µs of CPU per request, driven at %d req/s by an open-loop generator that times each request from its scheduled send, so coordinated omission is corrected; budget %s), ", cfg.HTTPWork.Microseconds(), cfg.HTTPRate, cfg.HTTPBudget)
-	w("`msg` (schbench-like: a message thread wakes %d worker threads through pipes every %s, each works %s; wakeup latency of each worker, budget %s).\n\n", cfg.MsgWorkers, cfg.MsgPeriod, cfg.MsgWork, cfg.Budget)
+	w("`msg` (schbench-like: a message thread wakes %d worker threads through pipes every %s, each works %s; wakeup latency of each worker, budget %s)", cfg.MsgWorkers, cfg.MsgPeriod, cfg.MsgWork, cfg.Budget)
+	if slices.Contains(cfg.Workloads, Wrk) {
+		w(", `wrk` (Debian's wrk, closed loop: %d connections each sending its next request when the last answer arrives, against the same server as `http`, both in the latency cgroup; wrk's own percentiles and the share of its requests over %s)", cfg.WrkConns, cfg.HTTPBudget)
+	}
+	w(".\n\n")
+	if cfg.Mode == Safe {
+		w("Host starvation per cell as in the matrix: a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy.\n\n", 100*starvedShare)
+		w("%s", safeSection(r))
+		w("%s", peerSection(r))
+		return b.String()
+	}
 	w("Cells show the median over repetitions and, in brackets, the range. Latencies in ms. \"over\" is the fraction of wakeups or requests above the budget; \"× lower vs\" is the default (or tuned) EEVDF fraction divided by this one, from medians of the same boot. ")
 	w("Batch: CPU the batch cgroup got in the window (cores), stress-ng bogo-ops/s over its whole run and the ratio to EEVDF default, fork/exec spawns/s. host: cores busy on the whole host / cores qemu got in the window, and the host's 1-minute load average (medians); a cell counts as starved when qemu got under %.0f%% of what it can use while the host was more than 90%% busy. The last column is the in-kernel measurement of the latency cgroup's runnable-to-running waits against the %s run-queue budget, by scx-slo itself or, under EEVDF, by scx-slo's observe-mode tracer (loaded for those cells only): next to the workload's own figures it separates run-queue waits from delays the scheduler does not see (timer and IPI delivery, and under TCG the emulator running the other vCPU).\n\n", 100*starvedShare, cfg.Budget)
 	for _, wl := range cfg.Workloads {
@@ -253,6 +279,10 @@ func Markdown(r *Results, command string) string {
 			}
 		}
 		w("\n")
+		w("%s", ratioTable(cfg, g, wl))
+		if wl == Wrk {
+			w("%s", wrkSection(cfg, g))
+		}
 	}
 	ps := pipeSummary(r)
 	if len(ps) > 0 {
@@ -269,6 +299,8 @@ func Markdown(r *Results, command string) string {
 		}
 		w("\n")
 	}
+	w("%s", peerSection(r))
+	w("%s", fidelitySection(r))
 	w("%s", goals(r, g, ps))
 	w("%s", steadiness(r, g))
 	return b.String()
@@ -455,4 +487,106 @@ func ResultsDir(root string, now time.Time) string {
 
 func hostCol(x *group) string {
 	return num(x.HostBusy.Median) + " / " + num(x.Qemu.Median) + " (load " + num(x.Load1.Median) + ")"
+}
+
+// peerSection states how the peers were built, how they slice time, and
+// why any peer cell failed.
+func peerSection(r *Results) string {
+	if !r.Config.usesPeers() {
+		return ""
+	}
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("## Peer schedulers\n\n")
+	if p := r.Peers; p != nil && p.Build != nil {
+		i := p.Build
+		w("Built by `scx-slo-lab peers` (internal/testbed/peers) from Debian's `%s` %s (%s), the lab kernel's own version, with vmlinux.h from the BTF of %s; recipe sha256 `%s`, cached in `%s`:\n\n", i.Source, i.Version, i.Suite, i.Kernel, i.RecipeSHA256[:12], p.Dir)
+		w("```\n%s```\n\n", i.Recipe)
+		w("| peer | ops | slicing (from its source) |\n|---|---|---|\n")
+		for _, pe := range i.Peers {
+			w("| %s | %s | %s |\n", pe.Name, pe.Ops, pe.Slice)
+		}
+		w("\nSetups: `%s` runs `scx_simple`; `%s` runs `scx_flatcg`; `%s` runs `scx_flatcg -s 1` (1 µs, the shortest cgroup slice `-s` keeps: the CPU passes to the next cgroup at every dispatch; task slices stay %s). Neither peer preempts on wakeup, so a latency task that wakes behind a batch task on a busy CPU waits up to a whole task slice.\n\n",
+			SCXSimple, SCXFlatCG, SCXFlatCGShort, time.Duration(i.SliceDflNs))
+	} else if p != nil {
+		w("**No peer build:** %s\n\n", p.Error)
+	}
+	seen := map[string]bool{}
+	for _, c := range r.Cells {
+		if IsPeer(c.Scheduler) && c.Err != "" && !seen[c.Scheduler+c.Err] {
+			seen[c.Scheduler+c.Err] = true
+			w("- `%s` cell failed (%s, %d%%): %s\n", c.Scheduler, c.Workload, c.Load, c.Err)
+		}
+	}
+	if len(seen) > 0 {
+		w("\n")
+	}
+	return b.String()
+}
+
+// wrkSection puts wrk's closed-loop figures next to the open-loop http
+// workload's at the same load and setup.
+func wrkSection(cfg Config, g map[key]*group) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("wrk next to the open-loop generator (`http`, %d req/s) at the same load and setup. wrk waits for each answer before it sends the next request on that connection, so while the server is stalled it sends nothing and the stall costs one slow request instead of every request that would have arrived meanwhile (coordinated omission): its percentiles flatter a setup that stalls, and the loss shows as fewer requests per second instead. The open-loop figures, timed from each request's scheduled send, stay the headline; wrk's requests/s say how much the server got through with the batch beside it.\n\n", cfg.HTTPRate)
+	w("| load | setup | wrk req/s | wrk p50 | wrk p99 | wrk over | http p50 | http p99 | http over |\n|---|---|---|---|---|---|---|---|---|\n")
+	row := func(load string, s string, x, h *group) {
+		hp50, hp99, hover := "", "", ""
+		if h != nil {
+			hp50, hp99, hover = fmtMs(h.P50), fmtMs(h.P99), pct(h.Over)
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", load, s, fmtMs(x.RPS), fmtMs(x.P50), fmtMs(x.P99), pct(x.Over), hp50, hp99, hover)
+	}
+	if x := g[key{Wrk, 0, EEVDF}]; x != nil {
+		row("0", "floor", x, g[key{HTTP, 0, EEVDF}])
+	}
+	for _, l := range cfg.Loads {
+		for _, s := range cfg.Schedulers {
+			if x := g[key{Wrk, l, s}]; x != nil {
+				row(fmt.Sprintf("%d%%", l), s, x, g[key{HTTP, l, s}])
+			}
+		}
+	}
+	w("\n")
+	return b.String()
+}
+
+// ratioTable sets every setup's fraction over budget against every other
+// setup's at the same load: row ÷ column, so under 1 means the row's
+// setup missed less often.
+func ratioTable(cfg Config, g map[key]*group, wl string) string {
+	if len(cfg.Schedulers) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("Fraction over budget of the row's setup ÷ the column's, same load (medians; under 1: the row missed less often):\n\n| load | setup |")
+	for _, s := range cfg.Schedulers {
+		w(" %s |", s)
+	}
+	w("\n|---|---|%s\n", strings.Repeat("---|", len(cfg.Schedulers)))
+	for _, l := range cfg.Loads {
+		for _, row := range cfg.Schedulers {
+			x := g[key{wl, l, row}]
+			if x == nil {
+				continue
+			}
+			w("| %d%% | %s |", l, row)
+			for _, col := range cfg.Schedulers {
+				y := g[key{wl, l, col}]
+				switch {
+				case col == row:
+					w(" 1 |")
+				case y == nil:
+					w(" – |")
+				default:
+					w(" %s |", ratio(x.Over.Median, y.Over.Median))
+				}
+			}
+			w("\n")
+		}
+	}
+	w("\n")
+	return b.String()
 }

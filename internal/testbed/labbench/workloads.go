@@ -61,17 +61,11 @@ func runHTTP() (*LatencyReport, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stop, err := serveSpin(work)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		spin(work)
-		w.Write([]byte("ok\n"))
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/"
+	defer stop()
 	client := loadgen.NewClient(64)
 	defer client.CloseIdleConnections()
 	// Open the connections before the clock starts: a handshake is not
@@ -94,6 +88,21 @@ func runHTTP() (*LatencyReport, error) {
 		rep.SamplesNs = append(rep.SamplesNs, int64(r.Latency))
 	}
 	return rep, nil
+}
+
+// serveSpin serves HTTP on loopback, spending work of CPU per request;
+// it returns the URL and a function that stops the server.
+func serveSpin(work time.Duration) (string, func() error, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		spin(work)
+		w.Write([]byte("ok\n"))
+	})}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + "/", srv.Close, nil
 }
 
 // runMsg is a message-passing wakeup workload in the manner of schbench:

@@ -17,6 +17,7 @@ package labtest
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -240,4 +241,58 @@ func ReadJSON(t testing.TB, res *lab.Result, name string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("labtest.ReadJSON %s.json: %v", name, err)
 	}
+}
+
+// MatrixEnv lists the kernel matrix as comma-separated lab.ResolveKernel
+// specs ("6.12,7.2"); unset means DefaultMatrix, empty means none.
+const MatrixEnv = "SCX_SLO_LAB_KERNELS"
+
+// DefaultMatrix are the kernels besides the default one that matrix tests
+// run on: the oldest sched_ext kernel (6.12 LTS, built from source, the
+// compat scheduler object). Debian's 7.2 image is not in it: its BTF
+// lacks the _impl twins of scx_bpf_kick_cpu and scx_bpf_dsq_insert___v2,
+// so the verifier refuses calls to them and the gate refuses the kernel
+// (bpf/scheduler tests that; docs/lab.md).
+var DefaultMatrix = []string{"6.12"}
+
+// MatrixKernels returns the matrix's kernel specs (MatrixEnv).
+func MatrixKernels() []string {
+	v, ok := os.LookupEnv(MatrixEnv)
+	if !ok {
+		return DefaultMatrix
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// KernelFor is Kernel for a lab.ResolveKernel spec ("" is the default
+// kernel). A kernel built from source is built only under
+// SCX_SLO_LAB_REQUIRED=1 (CI); elsewhere a missing build skips, naming
+// the command that makes it.
+func KernelFor(t testing.TB, spec string) *lab.Kernel {
+	t.Helper()
+	if spec == "" {
+		return Kernel(t)
+	}
+	if testing.Short() {
+		t.Skip("boots a qemu guest; skipped in -short mode")
+	}
+	needs.Part(t, "the lab VM", lab.Available(""))
+	resolve := lab.ResolveBuiltKernel
+	if needs.Required() {
+		resolve = lab.ResolveKernel
+	}
+	k, err := resolve(t.Context(), "", spec, t.Output())
+	if errors.Is(err, lab.ErrNotBuilt) {
+		needs.Part(t, "the lab kernel "+spec, err)
+	}
+	if err != nil {
+		t.Fatalf("getting the lab kernel %s: %v", spec, err)
+	}
+	return k
 }

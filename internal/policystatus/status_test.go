@@ -1,0 +1,155 @@
+package policystatus
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/scx-slo/scx-slo/api/v1alpha1"
+	"github.com/scx-slo/scx-slo/internal/testbed/kubetest"
+)
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond; the limit only bounds a broken run on a busy host.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitForWhy(t, what, nil, cond)
+}
+
+// waitForWhy is waitFor that prints *why (set by cond) when it gives up.
+func waitForWhy(t *testing.T, what string, why *string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			if why != nil {
+				t.Fatalf("timed out waiting for %s: %s", what, *why)
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// replica is one webhook pod's controller and election.
+type replica struct {
+	e      *Election
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReplica starts one; with agents set it also reads attainment.
+func startReplica(t *testing.T, cluster *kubetest.Cluster, id string, agents *Agents) *replica {
+	t.Helper()
+	c, err := New(cluster.Config, func(msg string, kv ...any) { t.Log(append([]any{id, msg}, kv...)...) })
+	must(t, err)
+	if agents != nil {
+		c.ReadAttainment(*agents)
+	}
+	e, err := NewElection(cluster.Config, "scx-slo", "scx-slo-policy-status", id, 3*time.Second, 200*time.Millisecond)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{e: e, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		go e.Run(ctx)
+		_ = c.Run(ctx, e.Leading, 100*time.Millisecond)
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *replica) stop() {
+	r.cancel()
+	<-r.done
+}
+
+func TestPolicyStatusAtTheAPIServer(t *testing.T) {
+	cluster := kubetest.Start(t)
+	c := cluster.Client
+	ctx := context.Background()
+	cluster.CreateNamespaces(t, "scx-slo", "shop")
+	policy := func(name string, prio int32, match map[string]string) *v1alpha1.SLOPolicy {
+		return &v1alpha1.SLOPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name},
+			Spec: v1alpha1.SLOPolicySpec{Selector: metav1.LabelSelector{MatchLabels: match}, LatencyBudget: "2ms", Priority: prio}}
+	}
+	bad := policy("bad", 5, nil)
+	bad.Spec.Selector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes", Values: []string{"x"}}}
+	for _, p := range []*v1alpha1.SLOPolicy{
+		policy("checkout", 1, map[string]string{"app": "checkout"}),
+		policy("tie-a", 0, map[string]string{"app": "web"}), policy("tie-b", 0, map[string]string{"tier": "front"}),
+		bad,
+	} {
+		must(t, c.Create(ctx, p))
+	}
+	pod := func(name string, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+	}
+	for _, p := range []*corev1.Pod{
+		pod("checkout-1", map[string]string{"app": "checkout"}), pod("checkout-2", map[string]string{"app": "checkout"}),
+		pod("web-1", map[string]string{"app": "web", "tier": "front"}), pod("web-2", map[string]string{"app": "web"}),
+	} {
+		must(t, c.Create(ctx, p))
+	}
+
+	a, b := startReplica(t, cluster, "a", nil), startReplica(t, cluster, "b", nil)
+	waitFor(t, "exactly one leader", func() bool { return a.e.Leading() != b.e.Leading() })
+
+	get := func(name string) *v1alpha1.SLOPolicy {
+		var p v1alpha1.SLOPolicy
+		must(t, c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: name}, &p))
+		return &p
+	}
+	cond := func(p *v1alpha1.SLOPolicy, typ string) metav1.Condition {
+		if c := meta.FindStatusCondition(p.Status.Conditions, typ); c != nil {
+			return *c
+		}
+		return metav1.Condition{}
+	}
+	waitFor(t, "checkout's status", func() bool {
+		p := get("checkout")
+		return p.Status.MatchedPods == 2 && p.Status.ObservedGeneration == p.Generation && cond(p, "Ready").Status == metav1.ConditionTrue
+	})
+	waitFor(t, "the tie", func() bool {
+		pa, pb := get("tie-a"), get("tie-b")
+		// web-2 is tie-a's alone; web-1 is matched by both at priority 0.
+		return pa.Status.MatchedPods == 1 && pb.Status.MatchedPods == 0 &&
+			cond(pa, "Conflict").Status == metav1.ConditionTrue && strings.Contains(cond(pa, "Conflict").Message, "shop/tie-b") &&
+			cond(pb, "Conflict").Status == metav1.ConditionTrue && cond(pa, "Ready").Status == metav1.ConditionTrue
+	})
+	waitFor(t, "the invalid policy", func() bool {
+		p := get("bad")
+		return cond(p, "Invalid").Status == metav1.ConditionTrue && strings.Contains(cond(p, "Invalid").Message, `spec.selector: `) &&
+			strings.Contains(cond(p, "Invalid").Message, "Sometimes") && cond(p, "Ready").Status == metav1.ConditionFalse
+	})
+
+	// The leader goes away; the other replica takes over and keeps the
+	// status current.
+	leader, other := a, b
+	if b.e.Leading() {
+		leader, other = b, a
+	}
+	leader.stop()
+	waitFor(t, "the other replica to lead", other.e.Leading)
+	must(t, c.Create(ctx, pod("checkout-3", map[string]string{"app": "checkout"})))
+	waitFor(t, "checkout's status after the failover", func() bool { return get("checkout").Status.MatchedPods == 3 })
+
+	// A spec change bumps the generation; the status follows it.
+	p := get("checkout")
+	p.Spec.LatencyBudget = "3ms"
+	must(t, c.Update(ctx, p))
+	waitFor(t, "observedGeneration", func() bool { p := get("checkout"); return p.Status.ObservedGeneration == p.Generation })
+}
