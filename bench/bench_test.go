@@ -129,7 +129,7 @@ func TestSmoke(t *testing.T) {
 }
 
 // TestPeerWrkSmoke runs, in one boot, the probe and wrk each alone and
-// in one short cell of scx_flatcg under full batch load: the peers are
+// in one short cell of scx_simple under full batch load: the peers are
 // static, the peer is the attached scheduler when its cells end
 // (/sys/kernel/sched_ext/root/ops), and every cell produced figures. CI
 // builds the peers first (.ci/run: scx-slo-lab peers); elsewhere a
@@ -155,10 +155,12 @@ func TestPeerWrkSmoke(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	flatcg, ok := set.Peer(peers.FlatCG)
-	if !ok || flatcg.Ops == "" {
-		t.Fatalf("build.json in %s has no ops name for %s: %+v", set.Dir, peers.FlatCG, set.Info.Peers)
+	for _, n := range peers.Names {
+		if p, ok := set.Peer(n); !ok || p.Ops == "" {
+			t.Errorf("build.json in %s has no ops name for %s: %+v", set.Dir, n, set.Info.Peers)
+		}
 	}
+	simple, _ := set.Peer(peers.Simple)
 	cfg := labbench.PeerWrkSmoke()
 	r, err := labbench.Run(t.Context(), labbench.RunOptions{Config: cfg, TestBinary: bin, GuestTest: "^TestGuest$",
 		Kernel: k, Console: t.Output(), Timeout: 5 * time.Minute, Peers: set})
@@ -185,8 +187,8 @@ func TestPeerWrkSmoke(t *testing.T) {
 		if c.Load == 0 {
 			continue
 		}
-		if c.Peer == nil || c.Peer.Ops != flatcg.Ops {
-			t.Errorf("%s: attached ops at the end of the window %+v, want %q", name, c.Peer, flatcg.Ops)
+		if c.Peer == nil || c.Peer.Ops != simple.Ops {
+			t.Errorf("%s: attached ops at the end of the window %+v, want %q", name, c.Peer, simple.Ops)
 		}
 		if c.Batch.CPUSeconds <= 0 || !(c.Batch.BogoOps > 0) {
 			t.Errorf("%s: batch produced no data: %+v", name, c.Batch)
@@ -198,7 +200,7 @@ func TestPeerWrkSmoke(t *testing.T) {
 		}
 	}
 	md := labbench.Markdown(r, "go test -run TestPeerWrkSmoke ./bench")
-	for _, s := range []string{"## Peer schedulers", "| 200% | scx_flatcg |", "wrk req/s"} {
+	for _, s := range []string{"## Peer schedulers", "| 200% | scx_simple |", "wrk req/s"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("report lacks %q:\n%s", s, md)
 		}

@@ -94,9 +94,12 @@ func Smoke() Config {
 
 // PeerWrkSmoke is the CI check of the peers and of wrk, in one boot: the
 // probe and wrk, each alone (the plan's floor) and in one short cell of
-// scx_flatcg under full batch load.
+// scx_simple under full batch load. Not scx_flatcg: with the batch
+// cgroup at cpu.weight 1 the kernel's watchdog has ejected it during a
+// 200 % cell (a runnable task not run for 30 s), a property of that peer
+// the benchmark reports, not a failure of the build or of the harness.
 func PeerWrkSmoke() Config {
-	c := Config{Reps: 1, Cell: time.Second, Loads: []int{200}, Schedulers: []string{SCXFlatCG}, Workloads: []string{Probe, Wrk}}.withDefaults()
+	c := Config{Reps: 1, Cell: time.Second, Loads: []int{200}, Schedulers: []string{SCXSimple}, Workloads: []string{Probe, Wrk}}.withDefaults()
 	c.PipeReps = 0
 	return c
 }
