@@ -28,7 +28,10 @@ func cgroupDashboard(cfg Config) *dashboard.DashboardBuilder {
 		"One cgroup on one node: its SLO, latency distribution, error budget burn and who preempts it. See docs/dashboards.md.").
 		WithVariable(labelVar("job", "Job", "scx_slo_build_info", "job", true)).
 		WithVariable(labelVar("instance", "Instance", `scx_slo_build_info{job=~"$job"}`, "instance", false)).
-		WithVariable(labelVar("cgroup", "Cgroup", `scx_slo_runqueue_latency_seconds_count{`+selOneNode+`}`, "cgroup", false))
+		// namespace and pod only narrow the cgroup list (Kubernetes mode).
+		WithVariable(labelVar("namespace", "Namespace", `scx_slo_runqueue_latency_seconds_count{`+selOneNode+`}`, "namespace", true)).
+		WithVariable(labelVar("pod", "Pod", `scx_slo_runqueue_latency_seconds_count{`+selOneNode+`,namespace=~"$namespace"}`, "pod", true)).
+		WithVariable(labelVar("cgroup", "Cgroup", `scx_slo_runqueue_latency_seconds_count{`+selOneNode+`,namespace=~"$namespace",pod=~"$pod"}`, "cgroup", false))
 
 	d.WithRow(row("SLO")).
 		WithPanel(statValue("Budget", "scx_slo_budget_seconds: the latency a wakeup may wait before it counts as a miss.", "s", tile,

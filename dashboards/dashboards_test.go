@@ -163,6 +163,32 @@ func TestQueriesFollowTheVariables(t *testing.T) {
 	}
 }
 
+// On the overview, picking pods narrows every per-cgroup panel, and
+// per-cgroup legends name the pod (issue 12: pods, not cgroup paths).
+func TestOverviewFollowsPods(t *testing.T) {
+	built, _ := Build(DefaultConfig())
+	for _, f := range built {
+		if f.Name != "scx-slo-node.json" {
+			continue
+		}
+		for _, p := range panels(f.Dashboard) {
+			for i, raw := range rawExprs(p) {
+				if strings.Contains(raw, `"$cgroup"`) && !strings.Contains(raw, `namespace=~"$namespace",pod=~"$pod"`) {
+					t.Errorf("%s: query follows $cgroup but not $namespace and $pod: %s", *p.Title, raw)
+				}
+				b, _ := json.Marshal(p.Targets[i])
+				var x struct{ LegendFormat string }
+				_ = json.Unmarshal(b, &x)
+				if strings.Contains(x.LegendFormat, "{{cgroup}}") && !strings.Contains(x.LegendFormat, "{{namespace}}/{{pod}}") {
+					t.Errorf("%s: legend %q names the cgroup but not the pod", *p.Title, x.LegendFormat)
+				}
+			}
+		}
+		return
+	}
+	t.Fatal("no scx-slo-node.json built")
+}
+
 func TestLayoutAndDescriptions(t *testing.T) {
 	doc, err := os.ReadFile("../docs/dashboards.md")
 	if err != nil {

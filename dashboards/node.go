@@ -17,7 +17,11 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 		"Per node: scheduler state and mode, run-queue latency against each cgroup's SLO, CPU queue length, load shedding and the exporter's own health. See docs/dashboards.md.").
 		WithVariable(labelVar("job", "Job", "scx_slo_build_info", "job", true)).
 		WithVariable(labelVar("instance", "Instance", `scx_slo_build_info{job=~"$job"}`, "instance", true)).
-		WithVariable(labelVar("cgroup", "Cgroup", `scx_slo_runqueue_latency_seconds_count{`+selNode+`}`, "cgroup", true)).
+		// Pods (Kubernetes mode) narrow the cgroups; outside Kubernetes
+		// both lists are empty and All (".*") matches the empty labels.
+		WithVariable(labelVar("namespace", "Namespace", `scx_slo_runqueue_latency_seconds_count{`+selNode+`}`, "namespace", true)).
+		WithVariable(labelVar("pod", "Pod", `scx_slo_runqueue_latency_seconds_count{`+selNode+`,namespace=~"$namespace"}`, "pod", true)).
+		WithVariable(labelVar("cgroup", "Cgroup", `scx_slo_runqueue_latency_seconds_count{`+selPod+`}`, "cgroup", true)).
 		WithVariable(labelVar("shed_job", "Shedding job", "scx_slo_shed_admitted_ratio", "job", true))
 
 	d.WithRow(row("Scheduler")).
@@ -51,28 +55,28 @@ func nodeDashboard(cfg Config) *dashboard.DashboardBuilder {
 		WithPanel(heatmapOf("Run-queue latency", "Wakeup-to-run latency of the selected cgroups on the selected nodes (scx_slo_runqueue_latency_seconds), per bucket.", half,
 			`sum by (le) (increase(scx_slo_runqueue_latency_seconds_bucket{`+selCgroup+`}`+rate+`))`)).
 		WithPanel(timeSeries("p99 latency vs budget", "p99 wakeup-to-run latency per cgroup (solid) against its budget scx_slo_budget_seconds (dashed).", "s", half,
-			q{`histogram_quantile(0.99, sum by (instance, cgroup, le) (rate(scx_slo_runqueue_latency_seconds_bucket{` + selCgroup + `}` + rate + `)))`, "{{instance}} {{cgroup}} p99"},
-			q{`scx_slo_budget_seconds{` + selCgroup + `}`, "{{instance}} {{cgroup}} budget"}).
+			q{`histogram_quantile(0.99, sum by (instance, namespace, pod, cgroup, le) (rate(scx_slo_runqueue_latency_seconds_bucket{` + selCgroup + `}` + rate + `)))`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}} p99"},
+			q{`scx_slo_budget_seconds{` + selCgroup + `}`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}} budget"}).
 			ScaleDistribution(common.NewScaleDistributionConfigBuilder().Type(common.ScaleDistributionLog).Log(10)).
 			WithOverride(dashed("B"))).
 		WithPanel(timeSeries("SLO attainment", "Share of wakeups that ran within the budget (1 - misses / deadlines), solid, against the target scx_slo_target_ratio, dashed.", "percentunit", half,
-			q{`1 - (sum by (instance, cgroup) (rate(scx_slo_deadline_misses_total{` + selCgroup + `}` + rate + `)) / sum by (instance, cgroup) (rate(scx_slo_deadlines_total{` + selCgroup + `}` + rate + `)))`, "{{instance}} {{cgroup}}"},
-			q{`scx_slo_target_ratio{` + selCgroup + `}`, "{{instance}} {{cgroup}} target"}).
+			q{`1 - (sum by (instance, namespace, pod, cgroup) (rate(scx_slo_deadline_misses_total{` + selCgroup + `}` + rate + `)) / sum by (instance, namespace, pod, cgroup) (rate(scx_slo_deadlines_total{` + selCgroup + `}` + rate + `)))`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}}"},
+			q{`scx_slo_target_ratio{` + selCgroup + `}`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}} target"}).
 			Max(1).
 			WithOverride(dashed("B"))).
 		WithPanel(timeSeries("Deadline misses", "Wakeups per second that ran later than the cgroup's budget (scx_slo_deadline_misses_total).", "ops", half,
-			q{`sum by (instance, cgroup) (rate(scx_slo_deadline_misses_total{` + selCgroup + `}` + rate + `))`, "{{instance}} {{cgroup}}"})).
+			q{`sum by (instance, namespace, pod, cgroup) (rate(scx_slo_deadline_misses_total{` + selCgroup + `}` + rate + `))`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}}"})).
 		WithPanel(tableOf("SLO summary over the time range", "Per cgroup over the whole dashboard time range: attainment, target, and the share of the error budget (1 - target) left. Negative means the budget is spent.", full,
 			[]string{"attainment", "target", "error budget left"},
-			q{`1 - (sum by (instance, cgroup) (increase(scx_slo_deadline_misses_total{` + selCgroup + `}[$__range])) / sum by (instance, cgroup) (increase(scx_slo_deadlines_total{` + selCgroup + `}[$__range])))`, ""},
-			q{`max by (instance, cgroup) (scx_slo_target_ratio{` + selCgroup + `})`, ""},
-			q{`1 - (sum by (instance, cgroup) (increase(scx_slo_deadline_misses_total{` + selCgroup + `}[$__range])) / sum by (instance, cgroup) (increase(scx_slo_deadlines_total{` + selCgroup + `}[$__range]))) / (1 - max by (instance, cgroup) (scx_slo_target_ratio{` + selCgroup + `}))`, ""}).
+			q{`1 - (sum by (instance, namespace, pod, cgroup) (increase(scx_slo_deadline_misses_total{` + selCgroup + `}[$__range])) / sum by (instance, namespace, pod, cgroup) (increase(scx_slo_deadlines_total{` + selCgroup + `}[$__range])))`, ""},
+			q{`max by (instance, namespace, pod, cgroup) (scx_slo_target_ratio{` + selCgroup + `})`, ""},
+			q{`1 - (sum by (instance, namespace, pod, cgroup) (increase(scx_slo_deadline_misses_total{` + selCgroup + `}[$__range])) / sum by (instance, namespace, pod, cgroup) (increase(scx_slo_deadlines_total{` + selCgroup + `}[$__range]))) / (1 - max by (instance, namespace, pod, cgroup) (scx_slo_target_ratio{` + selCgroup + `}))`, ""}).
 			Unit("percentunit")).
 		WithPanel(stateTimeline("Overloaded cgroups", "scx_slo_overloaded: 1 while a cgroup's recent miss rate is above 1 - target (with hysteresis). Held for long it fires ScxSloCgroupOverloaded.", half,
 			noYes("ok", "overloaded"),
-			q{`scx_slo_overloaded{` + selCgroup + `}`, "{{instance}} {{cgroup}}"})).
+			q{`scx_slo_overloaded{` + selCgroup + `}`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}}"})).
 		WithPanel(timeSeries("CPU queue length", "scx_slo_runqueue_waiting_tasks: tasks runnable but not running, per cgroup, sampled at scrape; stacked per node.", "short", half,
-			q{`sum by (instance, cgroup) (scx_slo_runqueue_waiting_tasks{` + selCgroup + `})`, "{{instance}} {{cgroup}}"}).
+			q{`sum by (instance, namespace, pod, cgroup) (scx_slo_runqueue_waiting_tasks{` + selCgroup + `})`, "{{instance}} {{namespace}}/{{pod}} {{cgroup}}"}).
 			Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal).Group("A")))
 
 	d.WithRow(row("Load shedding (sidecar)")).

@@ -11,7 +11,8 @@ import (
 // metacharacters, e.g. systemd's \x2d escapes).
 const (
 	selNode      = `job=~"$job",instance=~"$instance"`
-	selCgroup    = selNode + `,cgroup=~"$cgroup"`
+	selPod       = selNode + `,namespace=~"$namespace",pod=~"$pod"`
+	selCgroup    = selPod + `,cgroup=~"$cgroup"`
 	selShed      = `job=~"$shed_job"`
 	selOneNode   = `job=~"$job",instance="$instance"`
 	selOneCgroup = selOneNode + `,cgroup="$cgroup"`
