@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 // capabilities, as in the chart's container: the bounding set limits
 // what root gets at exec, nothing is inheritable, no new privileges.
 type capsAgent struct {
+	cmd  *exec.Cmd
 	addr string
 	log  *exportertest.SyncBuffer
 	done chan error
@@ -41,26 +42,41 @@ type capsAgent struct {
 
 func startWithCaps(t *testing.T, caps []corev1.Capability, args ...string) *capsAgent {
 	t.Helper()
+	return startAgent(t, nil, caps, args...)
+}
+
+// noTracefs runs a command in a mount namespace of its own without
+// tracefs (nor debugfs, where it is also reachable), as in a pod that
+// mounts no tracefs from the host; exit 99 if one is still there.
+var noTracefs = []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+	`for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do umount -l "$m" 2>/dev/null; done
+	grep -qE ' (tracefs|debugfs) ' /proc/self/mounts && exit 99
+	exec "$@"`, "sh"}
+
+// startAgent starts the agent as startWithCaps does, behind the wrapper
+// command wrap (none if nil).
+func startAgent(t *testing.T, wrap []string, caps []corev1.Capability, args ...string) *capsAgent {
+	t.Helper()
 	setpriv := needs.Command(t, "setpriv", "util-linux")
 	set := "-all"
 	for _, c := range caps {
 		set += ",+" + strings.ToLower(string(c))
 	}
 	a := &capsAgent{addr: exportertest.FreeAddr(t), log: &exportertest.SyncBuffer{}, done: make(chan error, 1)}
-	cmd := exec.Command(setpriv, append([]string{"--no-new-privs", "--inh-caps=-all", "--bounding-set=" + set, "--",
-		exportertest.Binary(t), "--web.listen-address=" + a.addr}, args...)...)
+	argv := append([]string{setpriv, "--no-new-privs", "--inh-caps=-all", "--bounding-set=" + set, "--",
+		exportertest.Binary(t), "--web.listen-address=" + a.addr}, args...)
+	if wrap != nil {
+		needs.Command(t, wrap[0], "util-linux")
+		argv = append(append([]string{}, wrap...), argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	a.cmd = cmd
 	go func() { a.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		if _, ok := a.wait(10 * time.Second); !ok {
-			_ = cmd.Process.Kill()
-			a.wait(10 * time.Second)
-		}
-	})
+	t.Cleanup(func() { a.stop(t) })
 	return a
 }
 
@@ -108,19 +124,7 @@ func TestObserveCapabilities(t *testing.T) {
 	args := []string{"--slo.config-file=" + cfg, "--overload.pin-dir=" + pins, "--enforce.pin-dir=" + pins + "-enforce"}
 
 	a := startWithCaps(t, Capabilities, args...)
-	deadline := time.Now().Add(30 * time.Second)
-	var judged float64
-	for time.Now().Before(deadline) && judged == 0 {
-		if err, exited := a.wait(200 * time.Millisecond); exited {
-			t.Fatalf("agent with %v exited: %v\n%s", Capabilities, err, a.log.String())
-		}
-		if fams, err := a.scrape(); err == nil {
-			judged, _ = fams.Value("scx_slo_deadlines_total", map[string]string{"cgroup": probe})
-		}
-	}
-	if judged == 0 {
-		t.Fatalf("agent with %v judged no wakeup of %s within 30 s\n%s", Capabilities, probe, a.log.String())
-	}
+	judged := waitJudged(t, a, probe)
 	for _, pin := range []string{"slos", "overload", "heartbeat"} {
 		if _, err := os.Stat(filepath.Join(pins, pin)); err != nil {
 			t.Errorf("with %v the overload pins are not published: %v\n%s", Capabilities, err, a.log.String())
@@ -130,6 +134,16 @@ func TestObserveCapabilities(t *testing.T) {
 		t.Errorf("agent with %v warned:\n%s", Capabilities, a.log.String())
 	}
 	t.Logf("with %v: %v wakeups of %s judged", Capabilities, judged, probe)
+
+	// The chart mounts no tracefs by default (hostPaths.tracefs): the
+	// tracer attaches tp_btf programs, found through BTF, not tracefs.
+	t.Run("without tracefs", func(t *testing.T) {
+		a.stop(t)
+		os.RemoveAll(pins + "-notracefs")
+		t.Cleanup(func() { os.RemoveAll(pins + "-notracefs") })
+		b := startAgent(t, noTracefs, Capabilities, append(args[:1:1], "--overload.pin-dir="+pins+"-notracefs", "--enforce.pin-dir="+pins+"-enforce")...)
+		t.Logf("without tracefs: %v wakeups of %s judged", waitJudged(t, b, probe), probe)
+	})
 
 	for i, drop := range Capabilities {
 		fewer := append(append([]corev1.Capability{}, Capabilities[:i]...), Capabilities[i+1:]...)
@@ -146,6 +160,40 @@ func TestObserveCapabilities(t *testing.T) {
 				t.Logf("without %s: %v", drop, lastLine(a.log.String()))
 			}
 		})
+	}
+}
+
+// waitJudged waits up to 30 s for the agent to judge a wakeup of cgroup
+// against its SLO and returns the count; it fails the test if the agent
+// exits or judges none.
+func waitJudged(t *testing.T, a *capsAgent, cgroup string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var judged float64
+	for time.Now().Before(deadline) && judged == 0 {
+		if err, exited := a.wait(200 * time.Millisecond); exited {
+			t.Fatalf("agent exited: %v\n%s", err, a.log.String())
+		}
+		if fams, err := a.scrape(); err == nil {
+			judged, _ = fams.Value("scx_slo_deadlines_total", map[string]string{"cgroup": cgroup})
+		}
+	}
+	if judged == 0 {
+		t.Fatalf("agent judged no wakeup of %s within 30 s\n%s", cgroup, a.log.String())
+	}
+	return judged
+}
+
+// stop ends the agent (SIGINT, then SIGKILL after 10 s).
+func (a *capsAgent) stop(t *testing.T) {
+	t.Helper()
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	if _, ok := a.wait(10 * time.Second); !ok {
+		_ = a.cmd.Process.Kill()
+		a.wait(10 * time.Second)
 	}
 }
 
