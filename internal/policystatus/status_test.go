@@ -59,19 +59,29 @@ func startReplica(t *testing.T, cluster *kubetest.Cluster, id string, agents *Ag
 	if agents != nil {
 		c.ReadAttainment(*agents)
 	}
-	e, err := NewElection(cluster.Config, "scx-slo", "scx-slo-policy-status", id, 3*time.Second, 200*time.Millisecond)
+	e, err := NewElection(cluster.Config, "scx-slo", "scx-slo-policy-status", id, testLease, 200*time.Millisecond)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{e: e, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		go e.Run(ctx)
+		elected := make(chan struct{})
+		go func() {
+			defer close(elected)
+			e.Run(ctx)
+		}()
 		_ = c.Run(ctx, e.Leading, 100*time.Millisecond)
+		<-elected // as `scx-slo webhook` does: the lease is given up first
 	}()
 	t.Cleanup(r.stop)
 	return r
 }
 
+// testLease is the replicas' lease duration: a stopped leader that did
+// not give the lease up holds the others off this long.
+const testLease = 6 * time.Second
+
+// stop ends the replica once it has released its lease.
 func (r *replica) stop() {
 	r.cancel()
 	<-r.done
@@ -155,8 +165,15 @@ func TestPolicyStatusAtTheAPIServer(t *testing.T) {
 	if b.e.Leading() {
 		leader, other = b, a
 	}
+	stopped := time.Now()
 	leader.stop()
 	waitFor(t, "the other replica to lead", other.e.Leading)
+	// A released lease is taken at the other's next try (every 200 ms);
+	// an unreleased one only after testLease. Half of it leaves a busy
+	// host room.
+	if took := time.Since(stopped); took > testLease/2 {
+		t.Errorf("the other replica led %v after the leader stopped; want well under the %v lease", took.Round(time.Millisecond), testLease)
+	}
 	must(t, c.Create(ctx, pod("checkout-3", map[string]string{"app": "checkout"})))
 	waitFor(t, "checkout's status after the failover", func() bool { return get("checkout").Status.MatchedPods == 3 })
 
