@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,9 +55,10 @@ func TestCRDSpeaksLikeTheParser(t *testing.T) {
 	crd := strings.Join(strings.Fields(string(data)), " ")
 	for _, msg := range []string{
 		slovalue.MsgPlainNumber, slovalue.MsgNotDuration, slovalue.MsgBudgetZero, slovalue.MsgBudgetMax,
-		slovalue.MsgTargetRange, slovalue.MsgTargetPercnt,
+		slovalue.MsgTargetRange, slovalue.MsgTargetPercnt, slovalue.MsgImportanceRange,
 		"duration(self) <= duration('" + slovalue.MaxLatencyBudget.String() + "')",
-		"default: 100", "minimum: 1", "maximum: 1000", `default: "0.99"`,
+		fmt.Sprintf("self >= %d && self <= %d", slovalue.MinImportance, slovalue.MaxImportance),
+		"default: 100", `default: "0.99"`,
 	} {
 		if !strings.Contains(crd, msg) {
 			t.Errorf("CRD lacks %q", msg)

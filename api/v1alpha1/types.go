@@ -9,7 +9,9 @@ import (
 // SLO file (docs/slo-config.md) and go through the same parser
 // (internal/slovalue); the schema below rejects the same values at the
 // API server, with the same words (the API server puts the field and
-// the value in front of a CEL message, as the file parser does).
+// the value in front of a CEL message, as the file parser does). Hence
+// CEL rules even for importance's plain bounds: OpenAPI's
+// minimum/maximum would answer in other words.
 type SLOPolicySpec struct {
 	// Selector picks pods in the policy's namespace by label. An empty
 	// selector ({}) matches every pod in the namespace.
@@ -37,8 +39,7 @@ type SLOPolicySpec struct {
 	// every budget: an integer from 1 to 1000.
 	// +optional
 	// +kubebuilder:default=100
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:validation:XValidation:rule=`self >= 1 && self <= 1000`,messageExpression=`'must be an integer from 1 to 1000'`
 	Importance int32 `json:"importance,omitempty"`
 
 	// Target is the fraction of wakeups that must meet the budget,

@@ -86,8 +86,9 @@ func cgroupfsBestEffort(root, uid, id string) (string, string, []string) {
 // their SLOs by precedence (annotation over SLOPolicy over the node's
 // file) in the BPF slos map and pod labels on their series; an invalid
 // annotation is counted with the pod named; /overload answers for a pod;
-// deleting a pod and its cgroups clears its map entries and series; and a
-// change of the node's mode label restarts the agent.
+// editing a policy reaches the running pod it applies to; deleting a pod
+// and its cgroups clears its map entries and series; and a change of the
+// node's mode label restarts the agent.
 func TestKubernetesAgent(t *testing.T) {
 	exportertest.RequireRoot(t)
 	needs.BPFFS(t, "/sys/fs/bpf")
@@ -264,6 +265,59 @@ func testKubernetesAgent(t *testing.T, hier string) {
 	if err != nil || !strings.Contains(out, pods[1].ctrPath) || strings.Contains(out, pods[0].ctrPath) || !strings.Contains(out, "policy:shop/web") {
 		t.Errorf("scx-slo status shop/pol: %v\n%s", err, out)
 	}
+
+	// Editing the SLOPolicy reaches the running pod it gives its SLO to:
+	// its slos entries, budget series and /status row follow the new spec,
+	// while the pod whose annotation wins keeps its budget.
+	began = time.Now()
+	must(t, c.Get(ctx, client.ObjectKeyFromObject(policy), policy))
+	policy.Spec.LatencyBudget, policy.Spec.Importance, policy.Spec.Target = "6ms", 300, "0.9"
+	must(t, c.Update(ctx, policy))
+	want := slomaps.NewEntry(uint64(6*time.Millisecond), 0.9, 300, 0)
+	pol, anno := pods[1], pods[0]
+	followed := func() bool {
+		m := slosMap()
+		defer m.Close()
+		for _, path := range []string{pol.ctrPath, pol.runPath} {
+			var entry slomaps.Entry
+			if err := m.Lookup(idOf(path), &entry); err != nil ||
+				entry.BudgetNs != want.BudgetNs || entry.Importance != want.Importance || entry.AllowedMiss != want.AllowedMiss {
+				why = fmt.Sprintf("slos entry of %s: %+v %v, want budget, importance and allowed miss of %+v", path, entry, err, want)
+				return false
+			}
+		}
+		var entry slomaps.Entry
+		if err := m.Lookup(idOf(anno.ctrPath), &entry); err != nil || entry.BudgetNs != uint64(budgets[anno.name]) {
+			why = fmt.Sprintf("slos entry of the annotated pod's %s: %+v %v, want budget %v", anno.ctrPath, entry, err, budgets[anno.name])
+			return false
+		}
+		f := e.Scrape(t)
+		labels := map[string]string{"cgroup": pol.ctrPath, "namespace": "shop", "pod": pol.name, "container": pol.container}
+		if v, ok := f.Value("scx_slo_budget_seconds", labels); !ok || v != 0.006 {
+			why = fmt.Sprintf("scx_slo_budget_seconds%v = %v (%v), want 0.006", labels, v, ok)
+			return false
+		}
+		var st nodestatus.Status
+		if _, body, err := e.Get("/status"); err != nil || json.Unmarshal(body, &st) != nil {
+			why = fmt.Sprintf("/status: %v", err)
+			return false
+		}
+		for _, row := range st.Cgroups {
+			if row.Path == pol.ctrPath {
+				if row.Source != "policy:shop/web" || row.Budget != 0.006 || row.Target != 0.9 {
+					why = fmt.Sprintf("/status row of %s: %+v, want policy:shop/web, 6ms, 0.9", pol.ctrPath, row)
+					return false
+				}
+				return true
+			}
+		}
+		why = fmt.Sprintf("/status has no row for %s: %+v", pol.ctrPath, st.Cgroups)
+		return false
+	}
+	if !exportertest.Eventually(ctx, 30*time.Second, followed) {
+		t.Fatalf("after editing SLOPolicy shop/web: %s\n%s", why, e.Log())
+	}
+	t.Logf("the policy edit reached pod %s %v after the update", pol.name, time.Since(began).Round(time.Millisecond))
 
 	// The pod goes, then its cgroups: its entries leave the map and its
 	// series the scrape.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -71,11 +72,26 @@ func registerWebhook(app *kingpin.Application) {
 		if err := policies.Start(ctx, *syncTimeout); err != nil {
 			return err
 		}
+		var statusDone <-chan struct{} // nil: no status writer to wait for
 		if *status {
-			if err := runPolicyStatus(ctx, cfg, *leaseNS, *leaseName, *identity, agents, logf); err != nil {
+			if statusDone, err = runPolicyStatus(ctx, cfg, *leaseNS, *leaseName, *identity, agents, logf); err != nil {
 				return err
 			}
 		}
+		// However serving ends, stop the status writer and wait until it
+		// has given its Lease up: exiting first would leave the other
+		// replica waiting out the lease duration.
+		defer func() {
+			stop()
+			if statusDone == nil {
+				return
+			}
+			select {
+			case <-statusDone:
+			case <-time.After(statusStopTimeout):
+				logf("SLOPolicy status writer did not stop in time; the other replica takes over when the lease expires", "timeout", statusStopTimeout)
+			}
+		}()
 		l, err := net.Listen("tcp", *addr)
 		if err != nil {
 			return fmt.Errorf("--webhook.listen-address %s: %w", *addr, err)
@@ -85,34 +101,56 @@ func registerWebhook(app *kingpin.Application) {
 	})
 }
 
+const (
+	// statusLeaseDuration is how long a silent status writer keeps its
+	// Lease.
+	statusLeaseDuration = 15 * time.Second
+	// statusStopTimeout bounds the wait for the status writer at exit:
+	// above the election's release (5 s), well below a pod's default
+	// termination grace period (30 s).
+	statusStopTimeout = 10 * time.Second
+)
+
 // runPolicyStatus starts the status controller and its election in the
-// background; they end with ctx.
-func runPolicyStatus(ctx context.Context, cfg *rest.Config, ns, lease, identity string, agents *policystatus.Agents, logf func(string, ...any)) error {
+// background; they end with ctx, and the returned channel closes once
+// both have returned (the election after releasing its Lease).
+func runPolicyStatus(ctx context.Context, cfg *rest.Config, ns, lease, identity string, agents *policystatus.Agents, logf func(string, ...any)) (<-chan struct{}, error) {
 	if identity == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return fmt.Errorf("--leader-election.identity is empty and the host name unknown: %w", err)
+			return nil, fmt.Errorf("--leader-election.identity is empty and the host name unknown: %w", err)
 		}
 		identity = h
 	}
 	c, err := policystatus.New(cfg, logf)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if agents != nil {
 		c.ReadAttainment(*agents)
 	}
-	e, err := policystatus.NewElection(cfg, ns, lease, identity, 15*time.Second, 2*time.Second)
+	e, err := policystatus.NewElection(cfg, ns, lease, identity, statusLeaseDuration, 2*time.Second)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	go e.Run(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
+		e.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
 		if err := c.Run(ctx, e.Leading, time.Second); err != nil && ctx.Err() == nil {
 			logf("SLOPolicy status controller stopped", "err", err)
 		}
 	}()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done, nil
 }
 
 // agentsFromFlags checks the --policy-status.agent-* flags.

@@ -142,8 +142,16 @@ type verdict struct {
 // verdicts decides, for every policy of the namespace, from its pods.
 func verdicts(pods []*corev1.Pod, policies []v1alpha1.SLOPolicy) map[string]*verdict {
 	out := map[string]*verdict{}
-	for _, p := range policies {
-		out[p.Namespace+"/"+p.Name] = &verdict{tiesWith: map[string]bool{}}
+	for i := range policies {
+		p := &policies[i]
+		v := &verdict{tiesWith: map[string]bool{}}
+		// Judged on its own too: resolving pods meets a bad value only
+		// where the policy matches a pod, and a bad selector only where
+		// the namespace has pods, but it is invalid either way.
+		for _, pr := range slopolicy.Check(p) {
+			v.invalid = append(v.invalid, problemText(pr))
+		}
+		out[p.Namespace+"/"+p.Name] = v
 	}
 	for _, pod := range pods {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -170,11 +178,17 @@ func verdicts(pods []*corev1.Pod, policies []v1alpha1.SLOPolicy) map[string]*ver
 		}
 		for _, pr := range res.Problems {
 			if v := out[pr.Policy]; pr.Policy != "" && v != nil {
-				v.invalid = append(v.invalid, fmt.Sprintf("%s: %q: %s", pr.Field, pr.Value, pr.Msg))
+				v.invalid = append(v.invalid, problemText(pr))
 			}
 		}
 	}
 	return out
+}
+
+// problemText is a policy's problem as its Invalid condition states it:
+// field, value and the parser's words, without the pod.
+func problemText(pr slopolicy.Problem) string {
+	return fmt.Sprintf("%s: %q: %s", pr.Field, pr.Value, pr.Msg)
 }
 
 // desired is the status of p given its verdict and, when read is set, the

@@ -271,6 +271,22 @@ func matchingPolicies(pod *corev1.Pod, podName string, policies []v1alpha1.SLOPo
 	return out
 }
 
+// Check reports what makes p invalid on its own, whatever pods exist: a
+// selector that does not parse, or a value the shared parser rejects.
+// The problems are those Resolve reports for p (Pod left empty), so the
+// policy status and the agents' logs use the same words.
+func Check(p *v1alpha1.SLOPolicy) []Problem {
+	var out []Problem
+	bad := func(field, val, msg string) {
+		out = append(out, Problem{Policy: p.Namespace + "/" + p.Name, Field: field, Value: val, Msg: msg})
+	}
+	if _, err := metav1.LabelSelectorAsSelector(&p.Spec.Selector); err != nil {
+		bad("spec.selector", p.Spec.Selector.String(), err.Error())
+	}
+	policySLO(p, bad)
+	return out
+}
+
 // policySLO parses a policy's values. The API server has validated them
 // already; this guards against objects that skipped it (an older CRD, a
 // test fixture) and fills the defaults the API server would have.

@@ -122,3 +122,25 @@ func TestResolvePrecedence(t *testing.T) {
 		})
 	}
 }
+
+// Check finds, without any pod, the problems Resolve reports for a pod the
+// policy matches, in the same words.
+func TestCheckAgreesWithResolve(t *testing.T) {
+	badsel := policy("badsel", 0, "2ms", app)
+	badsel.Spec.Selector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes"}}
+	badvals := policy("badvals", 0, "1h", app)
+	badvals.Spec.Importance, badvals.Spec.Target = 1001, "99%"
+	for _, p := range []v1alpha1.SLOPolicy{policy("ok", 0, "2ms", app), badsel, badvals} {
+		got := Check(&p)
+		want := Resolve(pod(nil, "api"), []v1alpha1.SLOPolicy{p}).Problems
+		for i := range want {
+			want[i].Pod = ""
+		}
+		if len(got) != len(want) || (len(got) > 0 && !reflect.DeepEqual(got, want)) {
+			t.Errorf("%s: Check says %q; Resolve says %q", p.Name, got, want)
+		}
+	}
+	if n := len(Check(&badvals)); n != 3 {
+		t.Errorf("badvals: %d problems, want 3 (budget, importance, target)", n)
+	}
+}
