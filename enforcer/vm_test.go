@@ -3,6 +3,7 @@ package enforcer
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,9 @@ func TestVM(t *testing.T) {
 }
 
 // TestVMTopology runs the TestGuestTopo* tests (issue 11) on 8 vCPUs in two
-// sockets, so two last-level caches; SCX_SLO_GUEST_TOPO_RUN narrows them.
+// sockets, so two last-level caches; SCX_SLO_GUEST_TOPO_RUN narrows them,
+// SCX_SLO_GUEST_TOPO_CPUS=N,S boots N vCPUs in S sockets instead (a
+// one-off run on a bigger topology; the bounds are sized for 8).
 func TestVMTopology(t *testing.T) {
 	if labtest.InGuest() {
 		t.Skip("already inside the guest")
@@ -55,8 +58,18 @@ func TestVMTopology(t *testing.T) {
 	if run == "" {
 		run = "^TestGuestTopo"
 	}
-	// Today's scheduler starves some of these tests' hogs for seconds.
-	runGuestSuite(t, run, lab.Options{CPUs: 8, Sockets: 2, Timeout: 10 * time.Minute})
+	cpus, sockets := 8, 2
+	if v := os.Getenv("SCX_SLO_GUEST_TOPO_CPUS"); v != "" {
+		n, s, ok := strings.Cut(v, ",")
+		var err error
+		if cpus, err = strconv.Atoi(n); err == nil && ok {
+			sockets, err = strconv.Atoi(s)
+		}
+		if err != nil || !ok || cpus < 2 || sockets < 1 || cpus%sockets != 0 {
+			t.Fatalf("SCX_SLO_GUEST_TOPO_CPUS=%q: want N,S with N ≥ 2 vCPUs split evenly over S ≥ 1 sockets, e.g. 16,4", v)
+		}
+	}
+	runGuestSuite(t, run, lab.Options{CPUs: cpus, Sockets: sockets, Timeout: 10 * time.Minute})
 }
 
 // matrixRun is the kernel matrix's subset of the TestGuest* tests: the
