@@ -9,12 +9,15 @@ import (
 
 // linkedByChartTestsOnly are import path prefixes the chart's tests use and
 // the binaries that ship to nodes must never link: the Helm SDK, the CRD
-// generator, envtest, the Prometheus Operator's types and this package.
+// generator, envtest, the Prometheus Operator's and cert-manager's types
+// (with the Gateway API types cert-manager's import) and this package.
 var linkedByChartTestsOnly = []string{
 	"helm.sh/",
 	"sigs.k8s.io/controller-tools/",
 	"sigs.k8s.io/controller-runtime/pkg/envtest",
 	"github.com/prometheus-operator/",
+	"github.com/cert-manager/",
+	"sigs.k8s.io/gateway-api/",
 	"github.com/scx-slo/scx-slo/deploy/",
 }
 

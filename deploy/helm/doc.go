@@ -5,7 +5,8 @@
 // only hold files under its own directory; Want says what the copies must
 // be, `go generate ./deploy/helm/...` writes them, and a test fails when
 // they are stale. The package's tests render the chart with Helm's engine
-// and send every object to a real kube-apiserver.
+// (through helmtest, which other packages' tests use too) and send every
+// object to a real kube-apiserver.
 package helmchart
 
 //go:generate go run ./gen

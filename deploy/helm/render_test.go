@@ -2,22 +2,15 @@ package helmchart
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"gopkg.in/yaml.v3"
-	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/common/util"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,79 +20,34 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/scx-slo/scx-slo/alerts"
+	"github.com/scx-slo/scx-slo/deploy/helm/helmtest"
 	"github.com/scx-slo/scx-slo/internal/sloconfig"
 )
 
+// The release every test renders.
 const (
-	releaseName      = "scx-slo"
-	releaseNamespace = "monitoring"
+	releaseName      = helmtest.ReleaseName
+	releaseNamespace = helmtest.ReleaseNamespace
 )
 
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
+func repoRoot(testing.TB) string { return helmtest.RepoRoot() }
 
 func loadChart(t testing.TB) *chartv2.Chart {
 	t.Helper()
-	ch, err := loader.Load(filepath.Join(repoRoot(t), ChartDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
+	return helmtest.LoadChart(t)
 }
 
 // render renders the chart as `helm install` would with values over the
 // chart's defaults, and returns every object, NOTES.txt left out.
 func render(t testing.TB, values map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
-	return renderChart(t, loadChart(t), values, nil)
+	return helmtest.Render(t, loadChart(t), values, nil)
 }
 
 // renderChart renders ch; with cfg, Helm's lookup reads that API server.
 func renderChart(t testing.TB, ch *chartv2.Chart, values map[string]any, cfg *rest.Config) ([]*unstructured.Unstructured, error) {
 	t.Helper()
-	vals, err := util.ToRenderValues(ch, values, common.ReleaseOptions{
-		Name: releaseName, Namespace: releaseNamespace, Revision: 1, IsInstall: true,
-	}, common.DefaultCapabilities)
-	if err != nil {
-		return nil, err
-	}
-	var files map[string]string
-	if cfg == nil {
-		files, err = engine.Render(ch, vals)
-	} else {
-		files, err = engine.RenderWithClient(ch, vals, cfg) // lookup asks the API server
-	}
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var objs []*unstructured.Unstructured
-	for _, n := range names {
-		if strings.HasSuffix(n, "NOTES.txt") {
-			continue
-		}
-		dec := kyaml.NewYAMLOrJSONDecoder(strings.NewReader(files[n]), 4096)
-		for {
-			var m map[string]any
-			if err := dec.Decode(&m); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v\n%s", n, err, files[n])
-			}
-			if m == nil {
-				continue
-			}
-			objs = append(objs, &unstructured.Unstructured{Object: m})
-		}
-	}
-	return objs, nil
+	return helmtest.Render(t, ch, values, cfg)
 }
 
 func mustRender(t testing.TB, values map[string]any) []*unstructured.Unstructured {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -132,6 +134,40 @@ func TestRenderWebhook(t *testing.T) {
 		findNamed(t, objs, "MutatingWebhookConfiguration", name, &mut)
 		if mut.Annotations["cert-manager.io/inject-ca-from"] != releaseNamespace+"/"+name || len(mut.Webhooks[0].ClientConfig.CABundle) != 0 {
 			t.Errorf("annotations %v, caBundle %d bytes: want cert-manager to inject the CA", mut.Annotations, len(mut.Webhooks[0].ClientConfig.CABundle))
+		}
+		// Decoded strictly with cert-manager's own types: the Certificate
+		// fills the Secret the Deployment mounts, for the Service's name,
+		// from the chart's self-signed Issuer.
+		var cert cmv1.Certificate
+		var iss cmv1.Issuer
+		var dep appsv1.Deployment
+		findNamed(t, objs, "Certificate", name, &cert)
+		findNamed(t, objs, "Issuer", name, &iss)
+		findNamed(t, objs, "Deployment", name, &dep)
+		mounted := ""
+		for _, v := range dep.Spec.Template.Spec.Volumes {
+			if v.Name == "tls" && v.Secret != nil {
+				mounted = v.Secret.SecretName
+			}
+		}
+		if cert.Spec.SecretName == "" || cert.Spec.SecretName != mounted {
+			t.Errorf("the Certificate fills Secret %q, the Deployment mounts %q", cert.Spec.SecretName, mounted)
+		}
+		if !slices.Contains(cert.Spec.DNSNames, name+"."+releaseNamespace+".svc") {
+			t.Errorf("the Certificate's dnsNames %v lack the Service's %s.%s.svc", cert.Spec.DNSNames, name, releaseNamespace)
+		}
+		if cert.Spec.IssuerRef.Name != iss.Name || cert.Spec.IssuerRef.Kind != "Issuer" || iss.Spec.SelfSigned == nil {
+			t.Errorf("issuerRef %+v, Issuer %s self-signed %v: want the chart's self-signed Issuer", cert.Spec.IssuerRef, iss.Name, iss.Spec.SelfSigned != nil)
+		}
+
+		ref := map[string]any{"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+		objs = mustRender(t, map[string]any{"webhook": map[string]any{"enabled": true, "tls": map[string]any{"certManager": map[string]any{"enabled": true, "issuerRef": ref}}}})
+		if slices.Contains(kinds(objs), "Issuer") {
+			t.Errorf("with an issuerRef the chart still renders an Issuer: %v", kinds(objs))
+		}
+		findNamed(t, objs, "Certificate", name, &cert)
+		if got := cert.Spec.IssuerRef; got.Name != "corp-ca" || got.Kind != "ClusterIssuer" || got.Group != "cert-manager.io" {
+			t.Errorf("issuerRef %+v, want the one in the values", got)
 		}
 	})
 }

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/scx-slo/scx-slo/api/v1alpha1"
+	"github.com/scx-slo/scx-slo/deploy/helm/helmtest"
 	"github.com/scx-slo/scx-slo/internal/slopolicy"
 	"github.com/scx-slo/scx-slo/internal/testbed/kubetest"
 )
@@ -82,32 +83,27 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// webhookConfigs are what the chart installs, with service paths envtest
-// turns into URLs of the local server.
-func webhookConfigs() ([]*admissionregv1.MutatingWebhookConfiguration, []*admissionregv1.ValidatingWebhookConfiguration) {
-	ignore, none := admissionregv1.Ignore, admissionregv1.SideEffectClassNone
-	timeout := int32(5)
-	mpath, vpath := strings.TrimPrefix(MutatePath, "/"), strings.TrimPrefix(ValidatePath, "/")
-	optOut := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: "scx-slo.io/webhook", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"off"}}}}
-	nsSel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "scx-slo"}},
-		{Key: "scx-slo.io/webhook", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"off"}}}}
-	rule := func(ops ...admissionregv1.OperationType) []admissionregv1.RuleWithOperations {
-		return []admissionregv1.RuleWithOperations{{Operations: ops, Rule: admissionregv1.Rule{
-			APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}}
+// webhookConfigs are the configurations the chart installs (rendered with
+// Helm's SDK), so the API server applies the chart's own rules, selectors,
+// failurePolicy and timeout. Only where they send requests changes: envtest
+// turns each service path into https://<host>:<port>/<path> of the local
+// server and sets its CA as caBundle.
+func webhookConfigs(t *testing.T) ([]*admissionregv1.MutatingWebhookConfiguration, []*admissionregv1.ValidatingWebhookConfiguration) {
+	t.Helper()
+	m, v := helmtest.WebhookConfigurations(t, map[string]any{"webhook": map[string]any{"enabled": true}})
+	toLocal := func(name string, cc *admissionregv1.WebhookClientConfig, want string) {
+		if cc.Service == nil || cc.Service.Path == nil || *cc.Service.Path != want {
+			t.Fatalf("webhook %s: the chart's clientConfig %+v does not send to %s, the server's path", name, cc, want)
+		}
+		path := strings.TrimPrefix(want, "/") // envtest adds the slash
+		cc.Service.Path = &path
 	}
-	svc := func(path string) admissionregv1.WebhookClientConfig {
-		return admissionregv1.WebhookClientConfig{Service: &admissionregv1.ServiceReference{Namespace: "scx-slo", Name: "scx-slo-webhook", Path: &path}}
+	for i := range m.Webhooks {
+		toLocal(m.Webhooks[i].Name, &m.Webhooks[i].ClientConfig, MutatePath)
 	}
-	m := &admissionregv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "scx-slo"},
-		Webhooks: []admissionregv1.MutatingWebhook{{Name: "fill.scx-slo.io", ClientConfig: svc(mpath),
-			Rules: rule(admissionregv1.Create), FailurePolicy: &ignore, SideEffects: &none, TimeoutSeconds: &timeout,
-			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel, ObjectSelector: optOut}}}
-	v := &admissionregv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "scx-slo"},
-		Webhooks: []admissionregv1.ValidatingWebhook{{Name: "check.scx-slo.io", ClientConfig: svc(vpath),
-			Rules: rule(admissionregv1.Create, admissionregv1.Update), FailurePolicy: &ignore, SideEffects: &none, TimeoutSeconds: &timeout,
-			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel, ObjectSelector: optOut}}}
+	for i := range v.Webhooks {
+		toLocal(v.Webhooks[i].Name, &v.Webhooks[i].ClientConfig, ValidatePath)
+	}
 	return []*admissionregv1.MutatingWebhookConfiguration{m}, []*admissionregv1.ValidatingWebhookConfiguration{v}
 }
 
@@ -163,11 +159,16 @@ func sloAnnotations(p *corev1.Pod) map[string]string {
 
 func checkAnnotations(t *testing.T, c client.Client, name string, want map[string]string) {
 	t.Helper()
+	checkAnnotationsIn(t, c, "shop", name, want)
+}
+
+func checkAnnotationsIn(t *testing.T, c client.Client, ns, name string, want map[string]string) {
+	t.Helper()
 	var got corev1.Pod
-	must(t, c.Get(context.Background(), client.ObjectKey{Namespace: "shop", Name: name}, &got))
+	must(t, c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &got))
 	ga := sloAnnotations(&got)
 	if fmt.Sprint(ga) != fmt.Sprint(want) {
-		t.Errorf("pod %s: SLO annotations\n got %v\nwant %v", name, ga, want)
+		t.Errorf("pod %s/%s: SLO annotations\n got %v\nwant %v", ns, name, ga, want)
 	}
 }
 
@@ -181,17 +182,30 @@ func TestWebhookAtTheAPIServer(t *testing.T) {
 	dir := t.TempDir()
 	ca.issue(t, dir, 100)
 
-	mut, val := webhookConfigs()
+	mut, val := webhookConfigs(t)
 	opts := envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", LocalServingCAData: ca.pem,
 		MutatingWebhooks: mut, ValidatingWebhooks: val}
 	must(t, opts.ModifyWebhookDefinitions())
 	must(t, opts.Install(cluster.Config))
 	srv := startServer(t, cluster, opts.LocalServingPort, dir)
 
-	cluster.CreateNamespaces(t, "shop")
-	must(t, c.Create(ctx, &v1alpha1.SLOPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout"},
-		Spec: v1alpha1.SLOPolicySpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/instance": "checkout"}},
-			LatencyBudget: "2ms", Importance: 500, Target: "0.999"}}))
+	// Namespaces the chart leaves out: kube-system, the release's own and
+	// one labelled scx-slo.io/webhook=off. Each has a policy that would
+	// fill the release's pods if the webhook saw them; they are created
+	// before shop's, so the informer has them once it has shop's.
+	quiet := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "quiet", Labels: map[string]string{"scx-slo.io/webhook": "off"}}}
+	must(t, c.Create(ctx, quiet))
+	cluster.CreateNamespaces(t, "shop", helmtest.ReleaseNamespace)
+	excluded := []string{"kube-system", helmtest.ReleaseNamespace, quiet.Name}
+	// The API server makes kube-system shortly after it starts.
+	waitFor(t, "namespace kube-system", func() bool {
+		return c.Get(ctx, client.ObjectKey{Name: "kube-system"}, &corev1.Namespace{}) == nil
+	})
+	for _, ns := range append(excluded, "shop") {
+		must(t, c.Create(ctx, &v1alpha1.SLOPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "checkout"},
+			Spec: v1alpha1.SLOPolicySpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/instance": "checkout"}},
+				LatencyBudget: "2ms", Importance: 500, Target: "0.999"}}))
+	}
 	release := map[string]string{"app.kubernetes.io/instance": "checkout", "app.kubernetes.io/name": "api"}
 	// The informer must have the policy before the first pod.
 	waitFor(t, "the webhook to fill a pod", func() bool {
@@ -220,6 +234,21 @@ func TestWebhookAtTheAPIServer(t *testing.T) {
 	t.Run("opt-out label", func(t *testing.T) {
 		must(t, c.Create(ctx, newPod("optout", map[string]string{"app.kubernetes.io/instance": "checkout", "scx-slo.io/webhook": "off"}, nil, "api")))
 		checkAnnotations(t, c, "optout", map[string]string{})
+	})
+	t.Run("namespaces the chart leaves out", func(t *testing.T) {
+		// Neither webhook sees their pods: not filled, and invalid
+		// annotations are admitted (the agent reports them instead).
+		for _, ns := range excluded {
+			p := newPod("unseen", release, nil, "api")
+			p.Namespace = ns
+			must(t, c.Create(ctx, p))
+			checkAnnotationsIn(t, c, ns, "unseen", map[string]string{})
+			bad := newPod("unseen-invalid", release, map[string]string{"scx-slo.io/target": "99%"}, "api")
+			bad.Namespace = ns
+			if err := c.Create(ctx, bad); err != nil {
+				t.Errorf("namespace %s: a pod with invalid annotations was checked: %v", ns, err)
+			}
+		}
 	})
 	t.Run("invalid annotations are rejected with key and value", func(t *testing.T) {
 		err := c.Create(ctx, newPod("bad", release, map[string]string{"scx-slo.io/latency-budget": "2", "scx-slo.io/target": "99%"}, "api"))
