@@ -126,7 +126,15 @@ func TestGuestLatency(t *testing.T) {
 	if sloEnqueues == 0 {
 		t.Error("the scheduler never queued a task as SLO work: the probe's SLO was not applied")
 	}
-	if ss.P50Ns > 2*se.P50Ns+int64(200*time.Microsecond) {
-		t.Errorf("probe median lateness: scx_slo %s, EEVDF %s; want scx_slo no worse", time.Duration(ss.P50Ns), time.Duration(se.P50Ns))
+	// The probe's own lateness also counts its timer firing late, before
+	// any scheduler sees a wakeup: under TCG that moves with the host's
+	// load (EEVDF's over-budget share went 0.11 to 0.43 between two rounds
+	// of one boot in CI while the kernel's view stayed at 0.04-0.05), and
+	// scx_slo's ~800 preemption IPIs a second add to it. So the median
+	// may also be up to 1.5 budgets: an SLO-blind scheduler leaves the
+	// probe behind 5 ms best-effort slices, several budgets late.
+	if bound := max(2*se.P50Ns+int64(200*time.Microsecond), int64(3*budget/2)); ss.P50Ns > bound {
+		t.Errorf("probe median lateness: scx_slo %s, EEVDF %s; want scx_slo at most %s (twice EEVDF's + 200µs, or 1.5 budgets)",
+			time.Duration(ss.P50Ns), time.Duration(se.P50Ns), time.Duration(bound))
 	}
 }
