@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,24 +34,6 @@ func TestWebhookAgentFlagErrors(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // A replica of `scx-slo webhook` that stops gives its status Lease up
 // before it exits, so the other replica takes over at once
 // (docs/kubernetes.md) rather than once the lease has gone unrenewed for
@@ -67,11 +47,11 @@ func TestWebhookHandsOverTheLease(t *testing.T) {
 
 	type replica struct {
 		cmd    *exec.Cmd
-		out    *lockedBuffer
+		out    *exportertest.SyncBuffer
 		exited chan error
 	}
 	start := func(id string) *replica {
-		r := &replica{out: &lockedBuffer{}, exited: make(chan error, 1)}
+		r := &replica{out: &exportertest.SyncBuffer{}, exited: make(chan error, 1)}
 		r.cmd = exec.Command(bin, "webhook", "--tls.cert-file="+certFile, "--tls.key-file="+keyFile,
 			"--kubernetes.kubeconfig="+kubeconfig, "--webhook.listen-address=127.0.0.1:0",
 			"--leader-election.namespace=default", "--leader-election.identity="+id,
