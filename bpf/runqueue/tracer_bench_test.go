@@ -1,14 +1,16 @@
 package runqueue
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -32,69 +34,107 @@ func loadForTest(tb testing.TB) *Tracer {
 	return tr
 }
 
-// costPairs is how many without/with measurements each case interleaves.
+// costPairs is how many rounds of interleaved measurements each case takes.
 const costPairs = 15
 
 // BenchmarkTracerCost measures what the observe-mode tracer costs the
 // scheduler path, all in one run so the figures share one machine state:
 //
 //   - pipe-ratio: pipe ping-pong throughput with the tracer attached over
-//     without it, the median of costPairs interleaved pairs (the order
-//     alternates so a drift in machine load favours neither side);
+//     without it, the median of costPairs rounds (each round measures
+//     without and every attached setup in a rotating order, so a drift in
+//     machine load favours none);
 //   - cpu-ratio: the same for the ping-pong threads' CPU time per round
 //     trip, which leaves out waits behind other processes and so is the
 //     steadier figure on a shared host;
+//   - floor-*-ratio: the same with programs that do nothing attached to
+//     the tracepoints the tracer uses (sched_switch, sched_wakeup,
+//     sched_wakeup_new): the kernel's cost of running any BPF program
+//     there, which no tracer of these events can avoid;
+//   - clock-*-ratio: programs that only read bpf_ktime_get_ns, the clock
+//     both ends of a wait are read from: the floor plus one clock read
+//     per event;
 //   - <program>-ns/run: each program's mean run time from bpf_stats
 //     (kernel.bpf_stats_enabled), taken in a separate pass because the
 //     statistics cost time themselves.
 //
-// "saturated" runs one ping-pong pair per CPU, so every CPU always has a
-// task to switch to; "single" runs one pair, which leaves CPUs idle
-// between round trips. b.N is the round trips per measurement:
+// "saturated" runs one ping-pong pair pinned to each CPU, so every CPU
+// always has a task to switch to and every switch is local; "single"
+// runs one unpinned pair, which leaves CPUs idle between round trips. b.N is the round trips per measurement:
 //
-//	sudo go test -run '^$' -bench TracerCost -benchtime 100000x ./bpf/runqueue
+//	sudo go test -run '^$' -bench TracerCost -benchtime 20000x ./bpf/runqueue
 func BenchmarkTracerCost(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root to load BPF")
 	}
-	b.Run("saturated", func(b *testing.B) { benchTracerCost(b, runtime.NumCPU()) })
+	b.Run("saturated", func(b *testing.B) { benchTracerCost(b, 0) })
 	b.Run("single", func(b *testing.B) { benchTracerCost(b, 1) })
 }
 
+// costSetup is one set of programs whose cost BenchmarkTracerCost measures.
+type costSetup struct {
+	name  string // metric prefix; "" for the tracer itself
+	progs []*ebpf.Program
+}
+
+// benchTracerCost measures with one ping-pong pair, or with pairs 0 one
+// pinned pair per CPU.
 func benchTracerCost(b *testing.B, pairs int) {
 	run := func() pingpong.Result {
-		r, err := pingpong.Measure(pairs, b.N)
+		measure := pingpong.MeasurePinned
+		if pairs > 0 {
+			measure = func(n int) (pingpong.Result, error) { return pingpong.Measure(pairs, n) }
+		}
+		r, err := measure(b.N)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return r
 	}
 	// Loaded once; each measurement with it attaches its programs and
-	// detaches them after, so pairs are short and close together.
+	// detaches them after, so rounds are short and close together.
 	tr := loadForTest(b)
 	defer tr.Close()
-	traced := func() pingpong.Result {
-		setAttached(b, tr, true)
-		defer setAttached(b, tr, false)
+	setAttached(b, tr, false)
+	setups := []costSetup{
+		{name: "floor", progs: stubPrograms(b, false)},
+		{name: "clock", progs: stubPrograms(b, true)},
+		{progs: slices.Collect(maps.Values(tr.Programs()))},
+	}
+	measure := func(i int) pingpong.Result {
+		if i < 0 {
+			return run()
+		}
+		links := attachAll(b, setups[i].progs)
+		defer closeAll(b, links)
 		return run()
 	}
-	setAttached(b, tr, false)
-	var wallRatios, cpuRatios, without, with []float64
-	for i := 0; i < costPairs; i++ {
-		var off, on pingpong.Result
-		if i%2 == 0 {
-			off, on = run(), traced()
-		} else {
-			on, off = traced(), run()
+	wallRatios := make([][]float64, len(setups))
+	cpuRatios := make([][]float64, len(setups))
+	var without, with []float64
+	for round := 0; round < costPairs; round++ {
+		got := make(map[int]pingpong.Result)
+		for j := 0; j <= len(setups); j++ {
+			i := (round+j)%(len(setups)+1) - 1 // -1: nothing attached
+			got[i] = measure(i)
+		}
+		off := got[-1]
+		for i := range setups {
+			wallRatios[i] = append(wallRatios[i], float64(off.RoundTrip)/float64(got[i].RoundTrip))
+			cpuRatios[i] = append(cpuRatios[i], float64(off.CPU)/float64(got[i].CPU))
 		}
 		without = append(without, float64(off.RoundTrip))
-		with = append(with, float64(on.RoundTrip))
-		wallRatios = append(wallRatios, float64(off.RoundTrip)/float64(on.RoundTrip))
-		cpuRatios = append(cpuRatios, float64(off.CPU)/float64(on.CPU))
+		with = append(with, float64(got[len(setups)-1].RoundTrip))
 	}
-	b.Logf("%d pairs: wall ratios %.3f, CPU ratios %.3f", pairs, wallRatios, cpuRatios)
-	b.ReportMetric(median(wallRatios), "pipe-ratio")
-	b.ReportMetric(median(cpuRatios), "cpu-ratio")
+	for i, s := range setups {
+		prefix := ""
+		if s.name != "" {
+			prefix = s.name + "-"
+		}
+		b.Logf("%d pairs (0: one pinned per CPU), %s: wall ratios %.3f, CPU ratios %.3f", pairs, cmp.Or(s.name, "tracer"), wallRatios[i], cpuRatios[i])
+		b.ReportMetric(median(wallRatios[i]), prefix+"pipe-ratio")
+		b.ReportMetric(median(cpuRatios[i]), prefix+"cpu-ratio")
+	}
 	b.ReportMetric(median(without), "roundtrip-ns-without")
 	b.ReportMetric(median(with), "roundtrip-ns-with")
 
@@ -116,6 +156,51 @@ func benchTracerCost(b *testing.B, pairs int) {
 	for name, v := range perRun {
 		b.Logf("%s ns/run of %d ping-pongs: %.1f", name, costPairs, v)
 		b.ReportMetric(median(v), name+"-ns/run")
+	}
+}
+
+// stubPrograms loads programs for the tracepoints the tracer's wakeup
+// and switch programs use that do nothing but, if clock, read
+// bpf_ktime_get_ns once. Built from instructions, so there is no second
+// object to keep in step with the tracer's.
+func stubPrograms(b *testing.B, clock bool) []*ebpf.Program {
+	var insns asm.Instructions
+	if clock {
+		insns = append(insns, asm.FnKtimeGetNs.Call())
+	}
+	insns = append(insns, asm.Mov.Imm(asm.R0, 0), asm.Return())
+	var progs []*ebpf.Program
+	for _, tp := range []string{"sched_switch", "sched_wakeup", "sched_wakeup_new"} {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name: "stub", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: tp,
+			Instructions: insns, License: "GPL",
+		})
+		if err != nil {
+			b.Fatalf("loading a stub program for %s: %v", tp, err)
+		}
+		b.Cleanup(func() { p.Close() })
+		progs = append(progs, p)
+	}
+	return progs
+}
+
+func attachAll(b *testing.B, progs []*ebpf.Program) []link.Link {
+	var links []link.Link
+	for _, p := range progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			b.Fatal(err)
+		}
+		links = append(links, l)
+	}
+	return links
+}
+
+func closeAll(b *testing.B, links []link.Link) {
+	for _, l := range links {
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -183,7 +268,7 @@ func BenchmarkTracerObjects(b *testing.B) {
 				links = append(links, l)
 			}
 			before := programStats(b, named)
-			if _, err := pingpong.Measure(runtime.NumCPU(), b.N); err != nil {
+			if _, err := pingpong.MeasurePinned(b.N); err != nil {
 				b.Fatal(err)
 			}
 			after := programStats(b, named)

@@ -6,6 +6,7 @@ package pingpong
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"syscall"
 	"time"
@@ -36,9 +37,39 @@ func Run(n int) (time.Duration, error) {
 // a task to switch to: switching is saturated, the case where per-switch
 // costs show most.
 func Measure(pairs, n int) (Result, error) {
+	return measure(make([]int, pairs), n, false)
+}
+
+// MeasurePinned runs one ping-pong pair of n round trips on each CPU the
+// process may use, both threads of a pair pinned to its CPU, and returns
+// the means over all of them: saturated switching where every switch is
+// local. Unpinned, where the scheduler puts the threads (a pair on one
+// CPU or split over two, the latter adding cross-CPU wakeups) changes the
+// round trip by a third from one measurement to the next.
+func MeasurePinned(n int) (Result, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return Result{}, err
+	}
+	var cpus []int
+	for cpu := 0; cpu < len(set)*64 && len(cpus) < set.Count(); cpu++ {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return measure(cpus, n, true)
+}
+
+func measure(cpus []int, n int, pin bool) (Result, error) {
+	pairs := len(cpus)
 	results := make(chan pairResult, pairs)
-	for i := 0; i < pairs; i++ {
-		go func() { results <- runPair(n) }()
+	for _, cpu := range cpus {
+		go func() {
+			if !pin {
+				cpu = -1
+			}
+			results <- runPair(n, cpu)
+		}()
 	}
 	var sum Result
 	var errs []error
@@ -59,7 +90,10 @@ type pairResult struct {
 	err error
 }
 
-func runPair(n int) pairResult {
+// runPair runs one ping-pong, both threads on cpu if it is not -1. It
+// runs on a goroutine of its own and never unlocks its thread, so no
+// thread it pinned goes back to the Go runtime.
+func runPair(n, cpu int) pairResult {
 	var ab, ba [2]int
 	if err := syscall.Pipe(ab[:]); err != nil {
 		return pairResult{err: err}
@@ -81,6 +115,10 @@ func runPair(n int) pairResult {
 	echoed := make(chan echoResult, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := pinThread(cpu); err != nil {
+			echoed <- echoResult{err: err}
+			return
+		}
 		start := threadCPU()
 		buf := make([]byte, 1)
 		for i := 0; i < n; i++ {
@@ -95,8 +133,10 @@ func runPair(n int) pairResult {
 		}
 		echoed <- echoResult{cpu: threadCPU() - start}
 	}()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	runtime.LockOSThread() // never unlocked, as above
+	if err := pinThread(cpu); err != nil {
+		return pairResult{err: err}
+	}
 	buf := make([]byte, 1)
 	cpu0 := threadCPU()
 	start := time.Now()
@@ -109,13 +149,26 @@ func runPair(n int) pairResult {
 		}
 	}
 	elapsed := time.Since(start)
-	cpu := threadCPU() - cpu0
+	used := threadCPU() - cpu0
 	e := <-echoed
 	if e.err != nil {
 		return pairResult{err: e.err}
 	}
 	per := time.Duration(max(n, 1))
-	return pairResult{Result: Result{RoundTrip: elapsed / per, CPU: (cpu + e.cpu) / per}}
+	return pairResult{Result: Result{RoundTrip: elapsed / per, CPU: (used + e.cpu) / per}}
+}
+
+// pinThread binds the calling thread to cpu, unless cpu is -1.
+func pinThread(cpu int) error {
+	if cpu < 0 {
+		return nil
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pinning a ping-pong thread to CPU %d: %w", cpu, err)
+	}
+	return nil
 }
 
 // threadCPU is the calling thread's user and system time.
