@@ -22,80 +22,74 @@ const (
 // escaped to "_", then systemd's nested slice naming a.slice/a-b.slice;
 // ToCgroupfs: components joined by "/").
 func TestParse(t *testing.T) {
+	// Pod cgroups by driver and QoS class.
+	const (
+		sysBurstable  = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice"
+		sysBestEffort = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + uidS + ".slice"
+		sysGuaranteed = "/kubepods.slice/kubepods-pod" + uidS + ".slice"
+	)
 	cases := []struct {
-		name, path, source string
-		want               Ref
+		name, source string
+		// The path parsed is pod + container + nested; the wanted Ref
+		// has pod as PodPath and pod + container as ContainerPath.
+		pod, container, nested string
+		driver                 Driver
+		qos                    QoS
+		runtime                string
 	}{
 		// containerd: internal/cri (helpers_linux.go, getCgroupsPath) gives
 		// runc "<parent>:cri-containerd:<id>" under the systemd driver, which
 		// runc's systemd manager (opencontainers/cgroups systemd/common.go,
 		// getUnitName) names "<prefix>-<id>.scope"; with cgroupfs the id is
 		// joined to the parent.
-		{"systemd burstable containerd v2", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope",
-			"containerd getCgroupsPath + runc getUnitName",
-			Ref{Systemd, Burstable, uid, "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice", ctr, "cri-containerd",
-				"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope", false}},
-		{"systemd besteffort containerd v2", "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope",
-			"containerd getCgroupsPath + runc getUnitName",
-			Ref{Systemd, BestEffort, uid, "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + uidS + ".slice", ctr, "cri-containerd",
-				"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope", false}},
-		{"systemd guaranteed containerd v2", "/kubepods.slice/kubepods-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope",
-			"qos_container_manager_linux.go: guaranteed pods directly under kubepods",
-			Ref{Systemd, Guaranteed, uid, "/kubepods.slice/kubepods-pod" + uidS + ".slice", ctr, "cri-containerd",
-				"/kubepods.slice/kubepods-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope", false}},
+		{name: "systemd burstable containerd v2", source: "containerd getCgroupsPath + runc getUnitName",
+			pod: sysBurstable, container: "/cri-containerd-" + ctr + ".scope", driver: Systemd, qos: Burstable, runtime: "cri-containerd"},
+		{name: "systemd besteffort containerd v2", source: "containerd getCgroupsPath + runc getUnitName",
+			pod: sysBestEffort, container: "/cri-containerd-" + ctr + ".scope", driver: Systemd, qos: BestEffort, runtime: "cri-containerd"},
+		{name: "systemd guaranteed containerd v2", source: "qos_container_manager_linux.go: guaranteed pods directly under kubepods",
+			pod: sysGuaranteed, container: "/cri-containerd-" + ctr + ".scope", driver: Systemd, qos: Guaranteed, runtime: "cri-containerd"},
 		// CRI-O: internal/config/cgmgr/systemd.go (scope "crio-<id>.scope",
 		// conmon in "crio-conmon-<id>.scope") and cgmgr/cgroupfs.go
 		// ("<parent>/crio-<id>", conmon "<parent>/crio-conmon-<id>").
-		{"systemd burstable crio v1 cpu", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/crio-" + ctr + ".scope",
-			"cri-o cgmgr/systemd.go; same path under /sys/fs/cgroup/cpu,cpuacct on v1",
-			Ref{Systemd, Burstable, uid, "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice", ctr, "crio",
-				"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/crio-" + ctr + ".scope", false}},
-		{"v1 cpu hierarchy with the mount point in front", "/sys/fs/cgroup/cpu,cpuacct/kubepods.slice/kubepods-pod" + uidS + ".slice/crio-" + ctr + ".scope",
-			"cgroup v1: each controller mounts the same hierarchy (cpu,cpuacct)",
-			Ref{Systemd, Guaranteed, uid, "/sys/fs/cgroup/cpu,cpuacct/kubepods.slice/kubepods-pod" + uidS + ".slice", ctr, "crio",
-				"/sys/fs/cgroup/cpu,cpuacct/kubepods.slice/kubepods-pod" + uidS + ".slice/crio-" + ctr + ".scope", false}},
-		{"crio child cgroup belongs to the container", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/crio-" + ctr + ".scope/container",
-			"crun/runc on cgroup2 with systemd: the payload moves into a \"container\" child of its delegated scope",
-			Ref{Systemd, Burstable, uid, "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice", ctr, "crio",
-				"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/crio-" + ctr + ".scope", true}},
-		{"cgroupfs burstable crio", "/kubepods/burstable/pod" + uid + "/crio-" + ctr,
-			"cri-o cgmgr/cgroupfs.go",
-			Ref{Cgroupfs, Burstable, uid, "/kubepods/burstable/pod" + uid, ctr, "crio", "/kubepods/burstable/pod" + uid + "/crio-" + ctr, false}},
+		{name: "systemd burstable crio v1 cpu", source: "cri-o cgmgr/systemd.go; same path under /sys/fs/cgroup/cpu,cpuacct on v1",
+			pod: sysBurstable, container: "/crio-" + ctr + ".scope", driver: Systemd, qos: Burstable, runtime: "crio"},
+		{name: "v1 cpu hierarchy with the mount point in front", source: "cgroup v1: each controller mounts the same hierarchy (cpu,cpuacct)",
+			pod: "/sys/fs/cgroup/cpu,cpuacct" + sysGuaranteed, container: "/crio-" + ctr + ".scope", driver: Systemd, qos: Guaranteed, runtime: "crio"},
+		{name: "crio child cgroup belongs to the container", source: "crun/runc on cgroup2 with systemd: the payload moves into a \"container\" child of its delegated scope",
+			pod: sysBurstable, container: "/crio-" + ctr + ".scope", nested: "/container", driver: Systemd, qos: Burstable, runtime: "crio"},
+		{name: "cgroupfs burstable crio", source: "cri-o cgmgr/cgroupfs.go",
+			pod: "/kubepods/burstable/pod" + uid, container: "/crio-" + ctr, driver: Cgroupfs, qos: Burstable, runtime: "crio"},
 		// docker via cri-dockerd: dockerd passes runc "<parent>:docker:<id>"
 		// with the systemd driver (moby daemon/oci_linux.go), a bare id with
 		// cgroupfs.
-		{"systemd guaranteed docker v1", "/kubepods.slice/kubepods-pod" + uidS + ".slice/docker-" + ctr + ".scope",
-			"moby daemon/oci_linux.go (systemd cgroupsPath) + runc getUnitName",
-			Ref{Systemd, Guaranteed, uid, "/kubepods.slice/kubepods-pod" + uidS + ".slice", ctr, "docker",
-				"/kubepods.slice/kubepods-pod" + uidS + ".slice/docker-" + ctr + ".scope", false}},
-		{"cgroupfs besteffort containerd (k3s) v1", "/kubepods/besteffort/pod" + uid + "/" + ctr,
-			"containerd getCgroupsPath (cgroupfs: filepath.Join(parent, id)); k3s default",
-			Ref{Cgroupfs, BestEffort, uid, "/kubepods/besteffort/pod" + uid, ctr, "", "/kubepods/besteffort/pod" + uid + "/" + ctr, false}},
-		{"cgroupfs guaranteed docker", "/kubepods/pod" + uid + "/" + ctr,
-			"moby daemon/oci_linux.go (cgroupfs parent/id)",
-			Ref{Cgroupfs, Guaranteed, uid, "/kubepods/pod" + uid, ctr, "", "/kubepods/pod" + uid + "/" + ctr, false}},
+		{name: "systemd guaranteed docker v1", source: "moby daemon/oci_linux.go (systemd cgroupsPath) + runc getUnitName",
+			pod: sysGuaranteed, container: "/docker-" + ctr + ".scope", driver: Systemd, qos: Guaranteed, runtime: "docker"},
+		{name: "cgroupfs besteffort containerd (k3s) v1", source: "containerd getCgroupsPath (cgroupfs: filepath.Join(parent, id)); k3s default",
+			pod: "/kubepods/besteffort/pod" + uid, container: "/" + ctr, driver: Cgroupfs, qos: BestEffort},
+		{name: "cgroupfs guaranteed docker", source: "moby daemon/oci_linux.go (cgroupfs parent/id)",
+			pod: "/kubepods/pod" + uid, container: "/" + ctr, driver: Cgroupfs, qos: Guaranteed},
 		// Custom --cgroup-root: the kubelet prepends it to every name; with
 		// systemd each component becomes part of the nested slice names.
-		{"kind: cgroupRoot /kubelet with systemd", "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope",
-			"kind kubeadm config (cgroupRoot: /kubelet) + ToSystemd",
-			Ref{Systemd, BestEffort, uid, "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod" + uidS + ".slice", ctr, "cri-containerd",
-				"/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod" + uidS + ".slice/cri-containerd-" + ctr + ".scope", false}},
-		{"custom root with cgroupfs", "/custom/nodes/kubepods/burstable/pod" + uid + "/" + ctr,
-			"--cgroup-root=/custom/nodes + ToCgroupfs",
-			Ref{Cgroupfs, Burstable, uid, "/custom/nodes/kubepods/burstable/pod" + uid, ctr, "", "/custom/nodes/kubepods/burstable/pod" + uid + "/" + ctr, false}},
-		{"unknown runtime prefix still maps", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/kata-" + ctr + ".scope",
-			"any \"<prefix>-<id>.scope\" per runc getUnitName",
-			Ref{Systemd, Burstable, uid, "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice", ctr, "kata",
-				"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice/kata-" + ctr + ".scope", false}},
-		{"pod cgroup itself", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice",
-			"pod_container_manager_linux.go",
-			Ref{Driver: Systemd, QoS: Burstable, PodUID: uid, PodPath: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidS + ".slice"}},
+		{name: "kind: cgroupRoot /kubelet with systemd", source: "kind kubeadm config (cgroupRoot: /kubelet) + ToSystemd",
+			pod:       "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod" + uidS + ".slice",
+			container: "/cri-containerd-" + ctr + ".scope", driver: Systemd, qos: BestEffort, runtime: "cri-containerd"},
+		{name: "custom root with cgroupfs", source: "--cgroup-root=/custom/nodes + ToCgroupfs",
+			pod: "/custom/nodes/kubepods/burstable/pod" + uid, container: "/" + ctr, driver: Cgroupfs, qos: Burstable},
+		{name: "unknown runtime prefix still maps", source: "any \"<prefix>-<id>.scope\" per runc getUnitName",
+			pod: sysBurstable, container: "/kata-" + ctr + ".scope", driver: Systemd, qos: Burstable, runtime: "kata"},
+		{name: "pod cgroup itself", source: "pod_container_manager_linux.go",
+			pod: sysBurstable, driver: Systemd, qos: Burstable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := Parse(tc.path)
-			if !ok || got != tc.want {
-				t.Errorf("Parse(%s) [%s]\n got %+v, %v\nwant %+v", tc.path, tc.source, got, ok, tc.want)
+			path := tc.pod + tc.container + tc.nested
+			want := Ref{Driver: tc.driver, QoS: tc.qos, PodUID: uid, PodPath: tc.pod}
+			if tc.container != "" {
+				want.ContainerID, want.Runtime, want.ContainerPath, want.Nested = ctr, tc.runtime, tc.pod+tc.container, tc.nested != ""
+			}
+			got, ok := Parse(path)
+			if !ok || got != want {
+				t.Errorf("Parse(%s) [%s]\n got %+v, %v\nwant %+v", path, tc.source, got, ok, want)
 			}
 		})
 	}
