@@ -29,8 +29,8 @@ type schedTaskCtx struct {
 	_         structs.HostLayout
 	WaitSince uint64
 	WaitCgid  uint64
-	Started   uint64
-	BwSince   uint64
+	RunExec   uint64
+	BwExec    uint64
 	QueuedAt  uint64
 	Key       uint64
 	Vtime     uint64

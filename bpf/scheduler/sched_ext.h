@@ -62,12 +62,18 @@ struct task_group {
 	struct cgroup_subsys_state css;
 };
 
+/* The fair class's entity, for the task clock every class keeps in it. */
+struct sched_entity___scx {
+	u64 sum_exec_runtime;
+};
+
 struct task_struct___scx {
 	int pid;
 	unsigned int flags;	/* PF_* */
 	int nr_cpus_allowed;
 	const struct cpumask *cpus_ptr;
 	struct sched_ext_entity scx;
+	struct sched_entity___scx se;
 	struct css_set *cgroups;
 	struct task_group *sched_task_group;
 };

@@ -119,7 +119,9 @@
  * cgroup's tasks park (FIFO) in THROTTLED_DSQ until the period ends, when
  * dispatch (or a 2 ms timer, armed only while tasks are parked) moves
  * them back. A lost update of next_unthrottle costs at most 20 ms: the
- * parked queue is rescanned that often regardless.
+ * parked queue is rescanned that often regardless. Runtime, here and in
+ * the SLO reserve above, is the kernel's task clock (exec_clock), so
+ * interrupt time and a VM's stolen time are charged to no one.
  *
  * Starvation
  * ----------
@@ -235,8 +237,8 @@ const volatile enum stat_idx stat_nr = STAT_NR;
 struct task_ctx {
 	u64 wait_since;		/* 0 when not waiting */
 	u64 wait_cgid;		/* cgroup whose `waiting` count holds this task */
-	u64 started;		/* ops.running timestamp, for charging runtime */
-	u64 bw_since;		/* runtime before this is charged to cpu.max already */
+	u64 run_exec;		/* task clock (see exec_clock) at ops.running */
+	u64 bw_exec;		/* task clock up to which cpu.max is charged already */
 	u64 queued_at;		/* when it last entered a BE_DSQ */
 	u64 key;		/* deadline (SLO) or BE_KEY while running */
 	u64 vtime;		/* best-effort virtual time (never a deadline) */
@@ -519,12 +521,39 @@ static __always_inline bool throttled(struct cg_ctx *c, u64 now)
 	return c->period_used >= c->quota_ns;
 }
 
-/* Charge the runtime since the last charge to the cgroup's period. */
-static __always_inline void bw_charge(struct cg_ctx *c, struct task_ctx *t, u64 now)
+/*
+ * What p has run in all, by the kernel's task clock: se.sum_exec_runtime,
+ * which update_curr_scx advances before ops.tick and ops.stopping run.
+ * Runtime is charged from it, not from wall time since ops.running, so
+ * interrupt time and a VM's stolen time (IRQ_TIME_ACCOUNTING,
+ * PARAVIRT_TIME_ACCOUNTING), which the task never had, count against no
+ * reserve, virtual time or cpu.max quota: the time the kernel's own
+ * accounting (and CFS bandwidth control) charges.
+ */
+static __always_inline u64 exec_clock(struct task_struct *p)
 {
-	u64 delta = now - t->bw_since;
+	return scx(p)->se.sum_exec_runtime;
+}
 
-	t->bw_since = now;
+/*
+ * Task-clock time since *mark, moving the mark; 0 if the clock is behind,
+ * or if there is no mark yet (never seen running: its whole past is not
+ * this run's).
+ */
+static __always_inline u64 exec_since(struct task_struct *p, u64 *mark)
+{
+	u64 clock = exec_clock(p), d = clock - *mark;
+	bool marked = *mark;
+
+	*mark = clock;
+	return marked && (s64)d > 0 ? d : 0;
+}
+
+/* Charge the runtime since the last charge to the cgroup's period. */
+static __always_inline void bw_charge(struct cg_ctx *c, struct task_struct *p, struct task_ctx *t, u64 now)
+{
+	u64 delta = exec_since(p, &t->bw_exec);
+
 	if (now - c->period_start >= c->period_ns) {
 		c->period_start = now;
 		c->period_used = 0;
@@ -1188,7 +1217,7 @@ void BPF_STRUCT_OPS(slo_tick, struct task_struct *p)
 	 * tasks of one cgroup running on several CPUs see each other's use;
 	 * cut the slice once over quota.
 	 */
-	bw_charge(c, t, now);
+	bw_charge(c, p, t, now);
 	if (throttled(c, now))
 		scx(p)->scx.slice = 0;
 }
@@ -1222,8 +1251,8 @@ void BPF_STRUCT_OPS(slo_running, struct task_struct *p)
 
 	if (!t)
 		return;
-	t->started = now;
-	t->bw_since = now;
+	t->run_exec = exec_clock(p);
+	t->bw_exec = t->run_exec;
 	end_wait(p, t, now);
 	/* Queued as best-effort (no SLO, or over its reserve: see slo_enqueue). */
 	t->ran_be = !slo || t->key == BE_KEY;
@@ -1266,11 +1295,11 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 		cc->key = 0;
 	if (!t)
 		return;
-	ran = now - t->started;
+	ran = exec_since(p, &t->run_exec);
 	c = cgctx_of(task_cpu_cgrp(p));
 	if (c) {
 		if (c->quota_ns)
-			bw_charge(c, t, now);
+			bw_charge(c, p, t, now);
 		if (t->ran_be) {
 			/* The cgroup's weight is shared by its runnable tasks. */
 			s32 nr = c->nr_runnable;
