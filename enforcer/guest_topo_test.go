@@ -134,16 +134,20 @@ func TestGuestTopoPinnedBehindSLO(t *testing.T) {
 	}
 	// The design: best-effort work waiting on a CPU gets it within
 	// be_bound (40 ms) of SLO work, plus the SLO slice running when the
-	// bound passes (5 ms) and a tick (4 ms) to notice. Single-threaded
-	// TCG leaves a vCPU unrun for up to ~0.8 s on a busy host; those
-	// stretches (no hog on CPU 0 progressed) are not the scheduler's and
-	// are left out. Measured (host load 10-22): 5-11 ms; before the
-	// protected run became a 5 ms window rather than one task, 18-220 ms
-	// (each step of the Go runtime's hand-overs between its threads
-	// waited 40 ms anew). With stress-ng --cpu 1 on the host as well:
-	// 88.7 ms, so the bound leaves the emulator that much room.
-	if bound := 120 * time.Millisecond; busy > int64(bound) {
-		t.Errorf("pinned best-effort task waited %s while SLO work ran on its CPU (in a gap of %s), want under %s (be_bound 40 ms + an SLO slice + a tick)",
+	// bound passes (5 ms) and a tick (4 ms) to notice: 49 ms per wait.
+	// One gap of the pinned Go process can hold two waits back to back
+	// (the spinning goroutine handed between two of its threads, both
+	// pinned: ~20 voluntary switches per window), so 98 ms. The rest is
+	// the emulator: single-threaded TCG leaves a vCPU unrun for up to
+	// ~0.8 s on a busy host; stretches where no hog on CPU 0 progressed
+	// are left out, but a vCPU run in short bursts still counts as SLO
+	// work running. Measured (host load 10-22): 5-11 ms; with
+	// stress-ng --cpu 1 on the host: 88.7 ms; on a CI host 120.2 ms (a
+	// gap of 989 ms, 868 ms of it with CPU 0 unrun). Before the protected
+	// run became a 5 ms window rather than one task: 18-220 ms; before
+	// per-CPU bounds the task starved for seconds (the next check).
+	if bound := 200 * time.Millisecond; busy > int64(bound) {
+		t.Errorf("pinned best-effort task waited %s while SLO work ran on its CPU (in a gap of %s), want under %s (two waits of be_bound 40 ms + an SLO slice + a tick, and the emulator's bursts)",
 			time.Duration(busy), time.Duration(busyWall), bound)
 	}
 	// Wall clock, less the stretches of the longest gap in which no hog on
