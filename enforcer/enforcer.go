@@ -58,11 +58,6 @@ type Options struct {
 	// falls below that baseline for a sustained window.
 	Guard  *Guard
 	Logger log.Logger
-	// IPIOnSyncWakeup turns off waiting for a sync waker (see
-	// wait_for_sync_waker in the scheduler): every SLO wakeup that finds
-	// no idle CPU preempts one, by IPI if need be. For side-by-side
-	// measurements; there is no flag for it.
-	IPIOnSyncWakeup bool
 }
 
 // Enforcer keeps the scx-slo scheduler attached.
@@ -123,7 +118,7 @@ func New(opts Options) (*Enforcer, error) {
 		}
 		opts.Guard = &g
 	}
-	spec, err := loadSpec(opts.Partial, opts.IPIOnSyncWakeup)
+	spec, err := loadSpec(opts.Partial)
 	if err != nil {
 		return nil, err
 	}

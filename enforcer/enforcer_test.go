@@ -62,14 +62,14 @@ func opsFlags(t *testing.T, spec *ebpf.CollectionSpec) uint64 {
 
 func TestPartialSetsSwitchPartial(t *testing.T) {
 	const enqLast = 1 << 1
-	full, err := loadSpec(false, false)
+	full, err := loadSpec(false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f := opsFlags(t, full); f != enqLast {
 		t.Errorf("full mode flags %#x, want ENQ_LAST only (%#x)", f, enqLast)
 	}
-	part, err := loadSpec(true, false)
+	part, err := loadSpec(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestPartialSetsSwitchPartial(t *testing.T) {
 		t.Errorf("partial mode flags %#x, want %#x", f, enqLast|scheduler.SwitchPartial)
 	}
 	// The embedded object must stay untouched for the next load.
-	again, _ := loadSpec(false, false)
+	again, _ := loadSpec(false)
 	if f := opsFlags(t, again); f != enqLast {
 		t.Errorf("patching leaked into the embedded object: flags %#x", f)
 	}
@@ -87,7 +87,7 @@ func TestPartialSetsSwitchPartial(t *testing.T) {
 // shaped like .data.exit, as raw bytes at the offsets ops.exit writes, and
 // reads it back.
 func TestReadExitReadsRecord(t *testing.T) {
-	spec, err := loadSpec(false, false)
+	spec, err := loadSpec(false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func (in *instance) close() error {
 // loadSpec returns the spec of the scheduler object that fits the running
 // kernel (scxcap.SelectVariant) with the ops flags set and the callbacks
 // the kernel lacks removed.
-func loadSpec(partial, ipiOnSync bool) (*ebpf.CollectionSpec, error) {
+func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 	// Without kernel BTF or a fitting variant, the newest object: loading
 	// it then fails naming a missing kfunc (scxcap refuses such kernels
 	// before that).
@@ -119,11 +119,6 @@ func loadSpec(partial, ipiOnSync bool) (*ebpf.CollectionSpec, error) {
 	// program for a member the kernel lacks cannot load.
 	if slices.Contains(degraded, scxcap.FeatureCPUMax) {
 		delete(spec.Programs, scheduler.BandwidthProg)
-	}
-	if ipiOnSync {
-		if err := spec.Variables["wait_for_waker"].Set(false); err != nil {
-			return nil, fmt.Errorf("setting wait_for_waker: %w", err)
-		}
 	}
 	topo, err := ReadTopology("/sys")
 	if err != nil {

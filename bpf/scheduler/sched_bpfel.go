@@ -35,10 +35,9 @@ type schedTaskCtx struct {
 	Key       uint64
 	Vtime     uint64
 	Dom       uint32
-	SyncCpu   int32
 	Runnable  bool
 	RanBe     bool
-	_         [6]byte
+	_         [2]byte
 }
 
 type schedUserExitInfo struct {
@@ -63,7 +62,6 @@ const (
 	schedMapScxSlo                 = "scx_slo"
 	schedMapSlos                   = "slos"
 	schedMapStats                  = "stats"
-	schedMapSyncTimers             = "sync_timers"
 	schedMapTaskCtxs               = "task_ctxs"
 	schedMapTimers                 = "timers"
 	schedMapZeroStats              = "zero_stats"
@@ -100,11 +98,9 @@ const (
 	schedVarSloSliceMaxNs          = "slo_slice_max_ns"
 	schedVarSloSliceMinNs          = "slo_slice_min_ns"
 	schedVarStatNr                 = "stat_nr"
-	schedVarSyncGraceNs            = "sync_grace_ns"
 	schedVarTestErrorKnob          = "test_error_knob"
 	schedVarTimerArmed             = "timer_armed"
 	schedVarUei                    = "uei"
-	schedVarWaitForWaker           = "wait_for_waker"
 )
 
 // loadSched returns the embedded CollectionSpec for sched.
@@ -181,7 +177,6 @@ type schedMapSpecs struct {
 	ScxSlo      *ebpf.MapSpec `ebpf:"scx_slo"`
 	Slos        *ebpf.MapSpec `ebpf:"slos"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	SyncTimers  *ebpf.MapSpec `ebpf:"sync_timers"`
 	TaskCtxs    *ebpf.MapSpec `ebpf:"task_ctxs"`
 	Timers      *ebpf.MapSpec `ebpf:"timers"`
 	ZeroStats   *ebpf.MapSpec `ebpf:"zero_stats"`
@@ -206,11 +201,9 @@ type schedVariableSpecs struct {
 	SloSliceMaxNs  *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
-	SyncGraceNs    *ebpf.VariableSpec `ebpf:"sync_grace_ns"`
 	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
 	Uei            *ebpf.VariableSpec `ebpf:"uei"`
-	WaitForWaker   *ebpf.VariableSpec `ebpf:"wait_for_waker"`
 }
 
 // schedObjects contains all objects after they have been loaded into the kernel.
@@ -241,7 +234,6 @@ type schedMaps struct {
 	ScxSlo      *ebpf.Map `ebpf:"scx_slo"`
 	Slos        *ebpf.Map `ebpf:"slos"`
 	Stats       *ebpf.Map `ebpf:"stats"`
-	SyncTimers  *ebpf.Map `ebpf:"sync_timers"`
 	TaskCtxs    *ebpf.Map `ebpf:"task_ctxs"`
 	Timers      *ebpf.Map `ebpf:"timers"`
 	ZeroStats   *ebpf.Map `ebpf:"zero_stats"`
@@ -257,7 +249,6 @@ func (m *schedMaps) Close() error {
 		m.ScxSlo,
 		m.Slos,
 		m.Stats,
-		m.SyncTimers,
 		m.TaskCtxs,
 		m.Timers,
 		m.ZeroStats,
@@ -283,11 +274,9 @@ type schedVariables struct {
 	SloSliceMaxNs  *ebpf.Variable `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
-	SyncGraceNs    *ebpf.Variable `ebpf:"sync_grace_ns"`
 	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
 	Uei            *ebpf.Variable `ebpf:"uei"`
-	WaitForWaker   *ebpf.Variable `ebpf:"wait_for_waker"`
 }
 
 // schedPrograms contains all programs after they have been loaded into the kernel.

@@ -33,8 +33,6 @@
 
 #define SCX_TASK_QUEUED		(1U << 0)	/* sched_ext_entity.flags: on the runqueue */
 
-#define SCX_WAKE_SYNC		0x10	/* WF_SYNC: the waker goes to sleep after this wakeup */
-
 #define SCX_KICK_IDLE		(1ULL << 0)
 #define SCX_KICK_PREEMPT	(1ULL << 1)
 

@@ -24,7 +24,6 @@ const (
 	schedCompatMapScxSlo                 = "scx_slo"
 	schedCompatMapSlos                   = "slos"
 	schedCompatMapStats                  = "stats"
-	schedCompatMapSyncTimers             = "sync_timers"
 	schedCompatMapTaskCtxs               = "task_ctxs"
 	schedCompatMapTimers                 = "timers"
 	schedCompatMapZeroStats              = "zero_stats"
@@ -61,11 +60,9 @@ const (
 	schedCompatVarSloSliceMaxNs          = "slo_slice_max_ns"
 	schedCompatVarSloSliceMinNs          = "slo_slice_min_ns"
 	schedCompatVarStatNr                 = "stat_nr"
-	schedCompatVarSyncGraceNs            = "sync_grace_ns"
 	schedCompatVarTestErrorKnob          = "test_error_knob"
 	schedCompatVarTimerArmed             = "timer_armed"
 	schedCompatVarUei                    = "uei"
-	schedCompatVarWaitForWaker           = "wait_for_waker"
 )
 
 // loadSchedCompat returns the embedded CollectionSpec for schedCompat.
@@ -142,7 +139,6 @@ type schedCompatMapSpecs struct {
 	ScxSlo      *ebpf.MapSpec `ebpf:"scx_slo"`
 	Slos        *ebpf.MapSpec `ebpf:"slos"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	SyncTimers  *ebpf.MapSpec `ebpf:"sync_timers"`
 	TaskCtxs    *ebpf.MapSpec `ebpf:"task_ctxs"`
 	Timers      *ebpf.MapSpec `ebpf:"timers"`
 	ZeroStats   *ebpf.MapSpec `ebpf:"zero_stats"`
@@ -167,11 +163,9 @@ type schedCompatVariableSpecs struct {
 	SloSliceMaxNs  *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
-	SyncGraceNs    *ebpf.VariableSpec `ebpf:"sync_grace_ns"`
 	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
 	Uei            *ebpf.VariableSpec `ebpf:"uei"`
-	WaitForWaker   *ebpf.VariableSpec `ebpf:"wait_for_waker"`
 }
 
 // schedCompatObjects contains all objects after they have been loaded into the kernel.
@@ -202,7 +196,6 @@ type schedCompatMaps struct {
 	ScxSlo      *ebpf.Map `ebpf:"scx_slo"`
 	Slos        *ebpf.Map `ebpf:"slos"`
 	Stats       *ebpf.Map `ebpf:"stats"`
-	SyncTimers  *ebpf.Map `ebpf:"sync_timers"`
 	TaskCtxs    *ebpf.Map `ebpf:"task_ctxs"`
 	Timers      *ebpf.Map `ebpf:"timers"`
 	ZeroStats   *ebpf.Map `ebpf:"zero_stats"`
@@ -218,7 +211,6 @@ func (m *schedCompatMaps) Close() error {
 		m.ScxSlo,
 		m.Slos,
 		m.Stats,
-		m.SyncTimers,
 		m.TaskCtxs,
 		m.Timers,
 		m.ZeroStats,
@@ -244,11 +236,9 @@ type schedCompatVariables struct {
 	SloSliceMaxNs  *ebpf.Variable `ebpf:"slo_slice_max_ns"`
 	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`
 	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
-	SyncGraceNs    *ebpf.Variable `ebpf:"sync_grace_ns"`
 	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
 	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
 	Uei            *ebpf.Variable `ebpf:"uei"`
-	WaitForWaker   *ebpf.Variable `ebpf:"wait_for_waker"`
 }
 
 // schedCompatPrograms contains all programs after they have been loaded into the kernel.

@@ -90,11 +90,6 @@
  * when the victim is the waking CPU, else queued in the victim's domain
  * with the victim kicked (SCX_KICK_PREEMPT). The victim is claimed at
  * once (its key takes the new deadline), so a burst of wakeups spreads.
- * One exception: a sync wakeup (a pipe or socket write, whose waker says
- * it sleeps next) while the waking CPU runs SLO work waits for the
- * waker to stop instead of sending an IPI, if the waker's slice ends by
- * the new deadline; a waker still running after sync_grace_ns (100 us)
- * has its own CPU kicked (wait_for_sync_waker).
  *
  * Worked example (2 domains of 4 CPUs)
  * ------------------------------------
@@ -181,8 +176,6 @@ const volatile u64 lag_max_ns = 20 * NSEC_PER_MSEC;
 const volatile u64 slo_slice_min_ns = 250 * NSEC_PER_USEC;
 const volatile u64 slo_slice_max_ns = 5 * NSEC_PER_MSEC;
 const volatile u64 be_starve_ns = 500 * NSEC_PER_MSEC;	/* see rescue() */
-const volatile bool wait_for_waker = true;	/* false: a sync wakeup kicks a victim like any other */
-const volatile u64 sync_grace_ns = 100 * NSEC_PER_USEC;	/* see wait_for_sync_waker() */
 
 /*
  * Topology, filled by the loader from sysfs: the domain (LLC) of each
@@ -235,8 +228,6 @@ enum stat_idx {
 	STAT_EARLY_OVERLOAD,	/* overload bit set at enqueue: the queue head was already late */
 	STAT_HOTPLUG,		/* CPU went online or offline */
 	STAT_PIN_PREEMPT,	/* a pinned SLO task's own CPU kicked for it (never another CPU) */
-	STAT_SYNC_WAIT,		/* SLO task queued behind its sync waker instead of a preemption */
-	STAT_SYNC_BROKEN,	/* the sync waker ran on past the grace: its own CPU kicked */
 	STAT_NR,
 };
 
@@ -252,7 +243,6 @@ struct task_ctx {
 	u64 key;		/* deadline (SLO) or BE_KEY while running */
 	u64 vtime;		/* best-effort virtual time (never a deadline) */
 	u32 dom;		/* domain whose queue it last entered */
-	s32 sync_cpu;		/* set by select_cpu: woken sync on this CPU + 1; 0 otherwise */
 	bool runnable;
 	bool ran_be;		/* its current or last run was as best-effort */
 };
@@ -275,8 +265,7 @@ struct cpu_ctx {
 	u64 be_last;		/* best-effort last started here, or last seen none waiting */
 	u64 guard;		/* the next best-effort task runs protected (be_bound hit) */
 	u64 guard_end;		/* best-effort work runs protected until then */
-	u64 sync_key;		/* an SLO task waits for this CPU's sync waker to stop (its deadline) */
-	u64 pad[3];
+	u64 pad[4];
 };
 
 /* Per-domain state. */
@@ -338,18 +327,6 @@ struct {
 	__type(key, u32);
 	__type(value, struct unthrottle_timer);
 } timers SEC(".maps");
-
-/* One per CPU: the grace a sync waker has to stop (wait_for_sync_waker). */
-struct sync_timer {
-	struct bpf_timer timer;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_CPUS);
-	__type(key, u32);
-	__type(value, struct sync_timer);
-} sync_timers SEC(".maps");
 
 static __always_inline void stat_inc(u32 idx)
 {
@@ -800,25 +777,14 @@ s32 BPF_STRUCT_OPS(slo_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	if (t)
 		start_wait(p, t, now);
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
-	cgid = task_cgid(p);
-	slo = bpf_map_lookup_elem(&slos, &cgid);
-	if (!is_idle) {
-		/*
-		 * A sync wakeup of an SLO task: stay on the waking CPU, so that
-		 * ops.enqueue runs here, next to the waker (see wait_for_sync_waker).
-		 */
-		if (t && slo && wait_for_waker && (wake_flags & SCX_WAKE_SYNC)) {
-			s32 self = bpf_get_smp_processor_id();
-
-			if (scx(p)->nr_cpus_allowed > 1 && bpf_cpumask_test_cpu(self, scx(p)->cpus_ptr))
-				t->sync_cpu = self + 1;
-		}
+	if (!is_idle)
 		return cpu;
-	}
 	c = cgctx_peek(task_cpu_cgrp(p));
 	if (c && throttled(c, now))
 		return cpu;	/* ops.enqueue parks it */
 	/* An idle CPU: run there now, whatever the task's class. */
+	cgid = task_cgid(p);
+	slo = bpf_map_lookup_elem(&slos, &cgid);
 	if (slo)
 		slice = slo_slice(slo);
 	if (t)
@@ -879,61 +845,8 @@ static __always_inline void enqueue_pinned(struct task_struct *p, struct task_ct
 	}
 }
 
-/*
- * A sync wakeup (SCX_WAKE_SYNC: a pipe or socket write; the waker says it
- * goes to sleep next) of an SLO task on a CPU running SLO work: rather
- * than preempt another CPU by IPI, the task waits in this domain's queue
- * for the waker to stop, if the waker's slice ends by the new deadline
- * anyway. It then runs where the waker's data is still in cache, and the
- * best-effort task the IPI would have cut keeps its CPU. A waker on
- * best-effort work is preempted here at once (preempt_victim's tie rule)
- * and needs none of this.
- * The promise is only a hint: an event loop or a language runtime's
- * thread writes and carries on with other work. So the waker gets
- * sync_grace_ns (100 us) to stop; if it has not (ops.stopping clears
- * sync_key), sync_timer_fn kicks its CPU, and the waiting task, due
- * before the preempted waker's fresh deadline, runs there. A broken
- * promise costs the wakee the grace, and the IPI comes late instead of
- * at once.
- */
-static __always_inline bool wait_for_sync_waker(s32 sync_cpu, s32 self, u64 deadline, u64 now)
-{
-	struct cpu_ctx *cc = cpu_ctx_of(self);
-	struct task_struct___scx *cur;
-	struct sync_timer *st;
-	u32 key = self;
-
-	if (!wait_for_waker || sync_cpu != self + 1 || !cc || !cc->key || cc->key == BE_KEY)
-		return false;
-	cur = (struct task_struct___scx *)bpf_get_current_task_btf();
-	/*
-	 * One wakee per waker: a thread waking several (a fan-out) would
-	 * serialize them all on this CPU while other CPUs run best-effort.
-	 */
-	if (cc->sync_key || now + cur->scx.slice > deadline)
-		return false;
-	st = bpf_map_lookup_elem(&sync_timers, &key);
-	if (!st || bpf_timer_start(&st->timer, sync_grace_ns, 0))
-		return false;
-	cc->sync_key = deadline;
-	return true;
-}
-
-static int sync_timer_fn(void *map, int *key, struct sync_timer *st)
-{
-	s32 cpu = *key;
-	struct cpu_ctx *cc = cpu_ctx_of(cpu);
-
-	if (cc && cc->sync_key) {
-		cc->sync_key = 0;
-		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
-		stat_inc(STAT_SYNC_BROKEN);
-	}
-	return 0;
-}
-
 static __always_inline void enqueue_slo(struct task_struct *p, struct task_ctx *t,
-					const struct slo_entry *slo, u64 deadline, u64 now, s32 sync_cpu)
+					const struct slo_entry *slo, u64 deadline, u64 now)
 {
 	u64 slice = slo_slice(slo);
 	s32 self = bpf_get_smp_processor_id(), cpu, victim;
@@ -943,11 +856,6 @@ static __always_inline void enqueue_slo(struct task_struct *p, struct task_ctx *
 	cpu = kick_idle_for(p);
 	if (cpu >= 0) {
 		insert_vtime(p, SLO_DSQ(dom_of(cpu)), slice, deadline);
-		return;
-	}
-	if (wait_for_sync_waker(sync_cpu, self, deadline, now)) {
-		insert_vtime(p, SLO_DSQ(dom_of(self)), slice, deadline);
-		stat_inc(STAT_SYNC_WAIT);
 		return;
 	}
 	victim = preempt_victim(p, deadline);
@@ -988,12 +896,7 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 	struct task_ctx *t = tctx_of(p);
 	struct cg_ctx *sc = NULL;
 	u64 deadline = 0;
-	s32 sync_cpu = 0;
 
-	if (t) {
-		sync_cpu = t->sync_cpu;	/* this wakeup's only: see slo_select_cpu */
-		t->sync_cpu = 0;
-	}
 	if (c && throttled(c, now)) {
 		/* FIFO: parking must not touch the task's virtual time. */
 		slo_dsq_insert(p, THROTTLED_DSQ, 0, 0);
@@ -1037,7 +940,7 @@ void BPF_STRUCT_OPS(slo_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	if (slo)
-		enqueue_slo(p, t, slo, deadline, now, sync_cpu);
+		enqueue_slo(p, t, slo, deadline, now);
 	else
 		enqueue_be(p, t, enq_flags, now);
 }
@@ -1388,22 +1291,8 @@ void BPF_STRUCT_OPS(slo_stopping, struct task_struct *p, bool runnable)
 	struct cg_ctx *c, *sc;
 	u64 w;
 
-	if (cc) {
+	if (cc)
 		cc->key = 0;
-		if (cc->sync_key) {
-			/*
-			 * A sync waker kept its promise (wait_for_sync_waker):
-			 * stop its timer too, or its expiry would interrupt
-			 * whatever runs next for nothing.
-			 */
-			u32 key = scx_bpf_task_cpu(p);
-			struct sync_timer *st = bpf_map_lookup_elem(&sync_timers, &key);
-
-			cc->sync_key = 0;
-			if (st)
-				bpf_timer_cancel(&st->timer);
-		}
-	}
 	if (!t)
 		return;
 	ran = exec_since(p, &t->run_exec);
@@ -1580,14 +1469,6 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(slo_init)
 			return err;
 		if ((err = scx_bpf_create_dsq(PIN_BE_DSQ(i), -1)))
 			return err;
-	}
-	/* A CPU whose timer fails to start simply never waits for its waker. */
-	bpf_for(i, 0, nr_cpus()) {
-		u32 key = i;
-		struct sync_timer *st = bpf_map_lookup_elem(&sync_timers, &key);
-
-		if (st && !bpf_timer_init(&st->timer, &sync_timers, CLOCK_MONOTONIC))
-			bpf_timer_set_callback(&st->timer, sync_timer_fn);
 	}
 	ut = bpf_map_lookup_elem(&timers, &zero);
 	if (!ut)

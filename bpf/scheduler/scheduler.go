@@ -67,7 +67,7 @@ var StatNames = []string{
 	"enq_slo", "enq_be", "direct", "kick_preempt", "kick_idle",
 	"dispatch_slo", "dispatch_be", "be_bound", "throttle", "unthrottle", "no_ctx", "rescue",
 	"preempt_local", "pinned", "kthread", "over_reserve", "steal", "be_guard",
-	"keep_prev", "enq_last", "reenq", "early_overload", "hotplug", "pin_preempt", "sync_wait", "sync_broken",
+	"keep_prev", "enq_last", "reenq", "early_overload", "hotplug", "pin_preempt",
 }
 
 // SwitchPartial is SCX_OPS_SWITCH_PARTIAL: schedule only SCHED_EXT tasks.

@@ -13,10 +13,6 @@ const (
 	EEVDFTuned = "eevdf-tuned" // latency cpu.weight 10000, batch cpu.weight 1
 	EEVDFIdle  = "eevdf-idle"  // batch cpu.idle=1
 	SCXSLO     = "scx-slo"     // the scx-slo scheduler with an SLO on the latency cgroup
-	// SCXSLOIPI is scx-slo with enforcer.Options.IPIOnSyncWakeup: an SLO
-	// task woken by a sync waker preempts another CPU instead of waiting
-	// for the waker to stop. An ablation, not in the default matrix.
-	SCXSLOIPI = "scx-slo-ipi"
 )
 
 // Latency workloads.
@@ -184,7 +180,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("labbench: Loads[%d] = %d: want a percentage of the vCPUs in 1..1000", i, l)
 		}
 	}
-	setups := append([]string{EEVDF, EEVDFTuned, EEVDFIdle, SCXSLO, SCXSLOIPI}, PeerNames...)
+	setups := append([]string{EEVDF, EEVDFTuned, EEVDFIdle, SCXSLO}, PeerNames...)
 	for i, s := range c.Schedulers {
 		if !slices.Contains(setups, s) {
 			return fmt.Errorf("labbench: Schedulers[%d] = %q: want one of %s", i, s, strings.Join(setups, ", "))

@@ -359,7 +359,7 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 		return nil, err
 	}
 	slo := map[uint64]slomaps.Entry{g.lat.id: slomaps.NewEntry(uint64(g.cfg.Budget), g.cfg.Target, 100, 0)}
-	if sched != SCXSLO && sched != SCXSLOIPI {
+	if sched != SCXSLO {
 		// The observe-mode tracer gives the EEVDF setups the same kernel
 		// view scx-slo keeps itself, so run-queue waits compare directly.
 		tr, err := runqueue.Load(runqueue.Options{Hierarchy: cgroupfs.Hierarchy{Root: "/sys/fs/cgroup", V2: true}})
@@ -391,7 +391,7 @@ func (g *guest) setup(ctx context.Context, sched string) (func(*Cell) error, err
 			return errors.Join(perr, tr.Close())
 		}, nil
 	}
-	e, err := enforcer.New(enforcer.Options{MaxReattach: -1, PinDir: "/sys/fs/bpf/labbench", IPIOnSyncWakeup: sched == SCXSLOIPI,
+	e, err := enforcer.New(enforcer.Options{MaxReattach: -1, PinDir: "/sys/fs/bpf/labbench",
 		OnChange: func(m slomaps.Maps, attached bool) {
 			if attached {
 				m.SyncSLOs(slo)
