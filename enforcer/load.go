@@ -29,14 +29,21 @@ const (
 // exporter re-adopts by these names, so they never change.
 func pinFiles(m *scheduler.Maps) map[string]**ebpf.Map {
 	return map[string]**ebpf.Map{
-		"cgroup_stats": &m.CgroupStats,
-		"slos":         &m.Slos,
-		"overload":     &m.Overload,
-		"stats":        &m.Stats,
-		"exit":         &m.Exit,
-		"knob":         &m.Knob,
+		"cgroup_stats":  &m.CgroupStats,
+		"slos":          &m.Slos,
+		"overload":      &m.Overload,
+		"stats":         &m.Stats,
+		"exit":          &m.Exit,
+		"knob":          &m.Knob,
+		"waiting_slots": &m.WaitingSlots,
+		"hist_slots":    &m.HistSlots,
 	}
 }
+
+// optionalPins may be missing from a pin directory: a scheduler pinned
+// by a release before the per-CPU slots has none, and keeps all its
+// counts in cgroup_stats.
+var optionalPins = map[string]bool{"waiting_slots": true, "hist_slots": true}
 
 // instance is one attached scheduler: fresh from a load, or adopted from pins.
 type instance struct {
@@ -53,7 +60,11 @@ type loaded struct {
 }
 
 func (in *instance) slomaps() slomaps.Maps {
-	return slomaps.Maps{Stats: in.maps.CgroupStats, SLOs: in.maps.Slos, Overload: in.maps.Overload}
+	m := slomaps.Maps{Stats: in.maps.CgroupStats, SLOs: in.maps.Slos, Overload: in.maps.Overload}
+	if in.maps.WaitingSlots != nil && in.maps.HistSlots != nil {
+		m.Slots = slomaps.SlotReader(in.maps.WaitingSlots, in.maps.HistSlots)
+	}
+	return m
 }
 
 // close drops our references; the kernel detaches unless a pin remains.
@@ -119,6 +130,9 @@ func loadSpec(partial bool) (*ebpf.CollectionSpec, error) {
 	// program for a member the kernel lacks cannot load.
 	if slices.Contains(degraded, scxcap.FeatureCPUMax) {
 		delete(spec.Programs, scheduler.BandwidthProg)
+	}
+	if err := slomaps.SizeSlots(spec); err != nil {
+		return nil, err
 	}
 	topo, err := ReadTopology("/sys")
 	if err != nil {
@@ -235,6 +249,9 @@ func adopt(dir string) (*instance, error) {
 	}
 	for name, m := range pinFiles(&in.maps) {
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, name), nil); err != nil {
+			if optionalPins[name] && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
 			in.close()
 			return nil, fmt.Errorf("pinned scheduler in %s is incomplete: %w", dir, err)
 		}

@@ -24,7 +24,7 @@
  *
  * Maps userspace reads: cg_stats (per cgroup), waiting_slots and
  * hist_slots (the part of each cgroup's waiting count and histogram kept
- * per CPU, see there; userspace adds them to cg_stats), preempts
+ * per CPU, see wait_slots.h; userspace adds them to cg_stats), preempts
  * (victim, by) pairs, overload (mmapable, one u32 per SLO slot) and drops
  * (per-CPU counters). They cost about 54 KB per possible CPU.
  * Userspace writes slos (budget, slot) and deletes entries of removed
@@ -34,7 +34,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "slo_account.h"
+#include "wait_slots.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -78,61 +78,6 @@ struct wait_mark {
 	u32 pad;
 };
 
-/*
- * Where a wakeup counts its task as waiting, so that it need not look up
- * the cgroup's stats (a hash lookup, the largest cost of a wakeup after
- * the clock): WAIT_SLOTS_PER_CPU slots per CPU, each counting one
- * cgroup's tasks whose wait started on that CPU, picked by a hash of the
- * cgroup id. Only the CPU owning a slot increments it or gives it to
- * another cgroup, and only when its count is 0, so no wait in progress
- * is ever moved; the wait's end decrements the slot it was counted in,
- * from whichever CPU. A cgroup's waiting tasks are its stats' `waiting`
- * plus its slots' counts (summed in userspace). A cgroup whose slot is
- * taken by another with waiting tasks is counted in its stats, as before.
- * The loader sizes the map to possible CPUs x WAIT_SLOTS_PER_CPU.
- */
-#define WAIT_SLOTS_PER_CPU	256
-
-struct waiting_slot {
-	u64 cgid;	/* cgroup counted here; 0 if never used */
-	s64 waiting;	/* its waiting tasks counted here */
-};
-
-/*
- * Where a switch records a wait, so that it need not look up the
- * cgroup's stats (another hash lookup) nor bounce their cache lines
- * between CPUs with atomics: HIST_SLOTS_PER_CPU slots per CPU, each
- * holding one cgroup's histogram, count and sum of the waits that ended
- * on that CPU, picked by the same hash. Only the owning CPU writes a
- * slot's counts (plain adds). A free slot (cgid 0) is taken by the first
- * cgroup that hashes to it; it is freed only when that cgroup is removed
- * (cgroup_rmdir), so a cgroup's counts never move and its totals, its
- * stats plus its slots (summed in userspace), only grow. A cgroup whose
- * slot is held by another is recorded in its stats, as before.
- */
-#define HIST_SLOTS_PER_CPU	64
-
-struct hist_slot {
-	u64 cgid;	/* owner; 0: free */
-	u64 count;
-	u64 sum_ns;
-	u64 hist[HIST_BUCKETS];
-};
-
-/* Put the constants into BTF for the loader, which sizes the maps to
- * possible CPUs x slots per CPU and sets nr_cpus. */
-const volatile u32 wait_slots_per_cpu = WAIT_SLOTS_PER_CPU;
-const volatile u32 hist_slots_per_cpu = HIST_SLOTS_PER_CPU;
-const volatile u32 nr_cpus = 1;
-#define MAX_CPUS	8192	/* bound of the loop over CPUs at cgroup_rmdir */
-
-/* slot_hash picks a cgroup's slot among n (a power of two up to 2^8):
- * Fibonacci hashing, the top bits of cgid * 2^64 / phi. */
-static __always_inline u32 slot_hash(u64 cgid, u32 n)
-{
-	return (u32)((cgid * 0x9E3779B97F4A7C15ULL) >> 56) & (n - 1);
-}
-
 struct preempt_key {
 	u64 victim;
 	u64 by;
@@ -151,20 +96,6 @@ struct {
 	__type(key, struct preempt_key);
 	__type(value, u64);
 } preempts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, WAIT_SLOTS_PER_CPU);
-	__type(key, u32);
-	__type(value, struct waiting_slot);
-} waiting_slots SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, HIST_SLOTS_PER_CPU);
-	__type(key, u32);
-	__type(value, struct hist_slot);
-} hist_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -203,82 +134,11 @@ static __always_inline u64 wait_clock(void)
 	return bpf_ktime_get_ns();
 }
 
-/*
- * count_waiting counts one more waiting task of cgid and returns where:
- * a waiting_slots index + 1, or 0 for the cgroup's stats (or nowhere, if
- * the stats map is full). The stats entry is created on a slot miss, so a
- * cgroup is listed from its first wakeup as before.
- */
-static __always_inline u32 count_waiting(u64 cgid)
-{
-	u32 k = bpf_get_smp_processor_id() * WAIT_SLOTS_PER_CPU + slot_hash(cgid, WAIT_SLOTS_PER_CPU);
-	struct waiting_slot *w = bpf_map_lookup_elem(&waiting_slots, &k);
-	struct cg_stats *s;
-
-	if (w && w->cgid == cgid) {
-		__sync_fetch_and_add(&w->waiting, 1);
-		return k + 1;
-	}
-	s = stats_of(cgid);
-	if (!s)
-		return 0;
-	if (w && w->waiting == 0) {
-		w->cgid = cgid;
-		__sync_fetch_and_add(&w->waiting, 1);
-		return k + 1;
-	}
-	__sync_fetch_and_add(&s->waiting, 1);
-	return 0;
-}
-
-/*
- * hist_slot_of returns this CPU's slot for cgid, the cgroup p waited in,
- * taking it if free; NULL if another cgroup holds it. It takes a slot
- * only while p is still in cgid (so the cgroup lives, and its removal
- * will free the slot) and cgid has stats for userspace to add it to
- * (when the map is full, the caller's fallback counts the drop).
- */
-static __always_inline struct hist_slot *hist_slot_of(u64 cgid, struct task_struct *p)
-{
-	u32 k = bpf_get_smp_processor_id() * HIST_SLOTS_PER_CPU + slot_hash(cgid, HIST_SLOTS_PER_CPU);
-	struct hist_slot *h = bpf_map_lookup_elem(&hist_slots, &k);
-	int i;
-
-	if (!h || h->cgid == cgid)
-		return h;
-	if (h->cgid || task_cgid(p) != cgid || !cg_stats_get(cgid))
-		return NULL;
-	/* Clear what a removed cgroup left, then own it. */
-	h->count = 0;
-	h->sum_ns = 0;
-	for (i = 0; i < HIST_BUCKETS; i++)
-		h->hist[i] = 0;
-	h->cgid = cgid;
-	return h;
-}
-
-/* free_hist_slots frees a removed cgroup's slots on every CPU. Its
- * tasks are gone, so no CPU writes them meanwhile. */
-static __always_inline void free_hist_slots(u64 cgid)
-{
-	u32 base = slot_hash(cgid, HIST_SLOTS_PER_CPU), k;
-	struct hist_slot *h;
-	int cpu;
-
-	for (cpu = 0; cpu < MAX_CPUS; cpu++) {
-		if (cpu >= nr_cpus)
-			break;
-		k = cpu * HIST_SLOTS_PER_CPU + base;
-		h = bpf_map_lookup_elem(&hist_slots, &k);
-		if (h && h->cgid == cgid)
-			h->cgid = 0;
-	}
-}
-
 /* start_wait marks p runnable-but-waiting and returns its cgroup id. */
 static __always_inline u64 start_wait(struct task_struct *p, u64 now)
 {
 	struct wait_mark *m;
+	struct cg_stats *s;
 
 	m = bpf_task_storage_get(&task_wait, p, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!m) {
@@ -289,7 +149,9 @@ static __always_inline u64 start_wait(struct task_struct *p, u64 now)
 		return m->cgid;	/* already waiting: keep the earliest start */
 	m->since_ns = now;
 	m->cgid = task_cgid(p);
-	m->wait_slot = count_waiting(m->cgid);
+	m->wait_slot = slot_count_waiting(m->cgid, &s);
+	if (!m->wait_slot && !s)
+		drop(DROP_MAP_FULL);
 	return m->cgid;
 }
 
@@ -316,12 +178,11 @@ static __always_inline void count_preemption(u64 victim, u64 by)
 static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 {
 	struct wait_mark *m;
-	struct waiting_slot *w;
 	struct hist_slot *h;
 	struct cg_stats *s = NULL;
 	struct slo_entry *slo;
 	u64 lat, cgid, gen;
-	u32 *bit, k, b;
+	u32 *bit;
 	int r;
 
 	m = bpf_task_storage_get(&task_wait, p, NULL, 0);
@@ -330,11 +191,11 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 	lat = now > m->since_ns ? now - m->since_ns : 0;
 	m->since_ns = 0;
 	cgid = m->cgid;
-	k = m->wait_slot - 1;
-	w = m->wait_slot ? bpf_map_lookup_elem(&waiting_slots, &k) : NULL;
-	if (w)
-		__sync_fetch_and_add(&w->waiting, -1);
-	h = hist_slot_of(cgid, p);
+	if (m->wait_slot)
+		slot_uncount_waiting(m->wait_slot);
+	h = slot_hist_mine(cgid);
+	if (h && h->cgid != cgid)
+		h = h->cgid || task_cgid(p) != cgid ? NULL : slot_hist_take(h, cgid);
 	if (!h || !m->wait_slot) {
 		s = stats_of(cgid);
 		if (!s)
@@ -343,13 +204,7 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 			__sync_fetch_and_add(&s->waiting, -1);
 	}
 	if (h) {
-		b = hist_bucket(lat);
-		asm volatile("" : "+r"(b));	/* see hist_record */
-		if (b < HIST_BUCKETS) {
-			h->hist[b]++;
-			h->count++;
-			h->sum_ns += lat;
-		}
+		slot_hist_record(h, lat);
 	} else {
 		hist_record(s, lat);
 	}
@@ -447,7 +302,7 @@ int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 		return 0;
 	__sync_fetch_and_add(&cgroup_generation, 1);
 	id = cgrp->kn->id;
-	free_hist_slots(id);
+	slot_free_hist(id);
 	bpf_map_delete_elem(&cgroup_stats, &id);
 	return 0;
 }

@@ -49,7 +49,7 @@ func Load(opts Options) (*Tracer, error) {
 	if opts.MaxPreemptPairs > 0 {
 		spec.Maps[tracerMapPreempts].MaxEntries = opts.MaxPreemptPairs
 	}
-	if err := sizeSlots(spec); err != nil {
+	if err := slomaps.SizeSlots(spec); err != nil {
 		return nil, err
 	}
 	if err := spec.Variables[tracerVarUseCgroup2].Set(opts.Hierarchy.V2); err != nil {
@@ -77,25 +77,6 @@ func Load(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// sizeSlots gives every possible CPU its waiting and histogram slots.
-func sizeSlots(spec *ebpf.CollectionSpec) error {
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return fmt.Errorf("counting possible CPUs: %w", err)
-	}
-	if err := spec.Variables[tracerVarNrCpus].Set(uint32(cpus)); err != nil {
-		return err
-	}
-	for m, v := range map[string]string{tracerMapWaitingSlots: tracerVarWaitSlotsPerCpu, tracerMapHistSlots: tracerVarHistSlotsPerCpu} {
-		var perCPU uint32
-		if err := spec.Variables[v].Get(&perCPU); err != nil {
-			return err
-		}
-		spec.Maps[m].MaxEntries = uint32(cpus) * perCPU
-	}
-	return nil
-}
-
 // Close detaches and frees everything.
 func (t *Tracer) Close() error {
 	var errs []error
@@ -109,63 +90,7 @@ func (t *Tracer) Close() error {
 // Maps returns the maps shared with the scheduler's layout.
 func (t *Tracer) Maps() slomaps.Maps {
 	return slomaps.Maps{Stats: t.objs.CgroupStats, SLOs: t.objs.Slos, Overload: t.objs.Overload,
-		SLOsGeneration: t.objs.SlosGeneration, Slots: t.inSlots}
-}
-
-// inSlots sums what waiting_slots and hist_slots hold by cgroup id: the
-// part of each cgroup's counts the tracer keeps per CPU, beside its stats.
-func (t *Tracer) inSlots() (map[uint64]*slomaps.Stats, error) {
-	out := make(map[uint64]*slomaps.Stats)
-	of := func(id uint64) *slomaps.Stats {
-		s := out[id]
-		if s == nil {
-			s = &slomaps.Stats{}
-			out[id] = s
-		}
-		return s
-	}
-	err := readArray(t.objs.WaitingSlots, func(v *tracerWaitingSlot) {
-		if v.Cgid != 0 && v.Waiting != 0 {
-			of(v.Cgid).Waiting += v.Waiting
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading waiting_slots: %w", err)
-	}
-	err = readArray(t.objs.HistSlots, func(v *tracerHistSlot) {
-		if v.Cgid == 0 || v.Count == 0 {
-			return
-		}
-		s := of(v.Cgid)
-		s.Count += v.Count
-		s.SumNs += v.SumNs
-		for i, n := range v.Hist {
-			s.Hist[i] += n
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading hist_slots: %w", err)
-	}
-	return out, nil
-}
-
-// readArray calls each with every value of an array map, in batches.
-func readArray[V any](m *ebpf.Map, each func(*V)) error {
-	keys := make([]uint32, min(int(m.MaxEntries()), 1024))
-	vals := make([]V, len(keys))
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := range vals[:n] {
-			each(&vals[i])
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil // the last batch
-		}
-		if err != nil {
-			return err
-		}
-	}
+		SLOsGeneration: t.objs.SlosGeneration, Slots: slomaps.SlotReader(t.objs.WaitingSlots, t.objs.HistSlots)}
 }
 
 // JudgeSLOs switches the tracer's deadline accounting on or off; off while

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/testbed/pingpong"
 )
 
@@ -300,6 +301,28 @@ func BenchmarkTracerObjects(b *testing.B) {
 // objectRounds is how many times BenchmarkTracerObjects measures each object.
 const objectRounds = 40
 
+// sizeAnySlots sizes the slot maps of a tracer object of any build: with
+// wait_slots.h (slot_nr_cpus), with the slots inline (nr_cpus, before
+// they were shared with the scheduler), or none (older still).
+func sizeAnySlots(spec *ebpf.CollectionSpec) error {
+	if _, ok := spec.Maps[tracerMapHistSlots]; !ok {
+		return nil
+	}
+	if _, ok := spec.Variables["slot_nr_cpus"]; ok {
+		return slomaps.SizeSlots(spec)
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	if err := spec.Variables["nr_cpus"].Set(uint32(cpus)); err != nil {
+		return err
+	}
+	spec.Maps[tracerMapWaitingSlots].MaxEntries *= uint32(cpus)
+	spec.Maps[tracerMapHistSlots].MaxEntries *= uint32(cpus)
+	return nil
+}
+
 // loadObject loads a tracer object from a file, set up as Load does
 // where the object has the same variables and maps (older builds may not).
 func loadObject(path string, h cgroupfs.Hierarchy) (*ebpf.Collection, error) {
@@ -307,10 +330,8 @@ func loadObject(path string, h cgroupfs.Hierarchy) (*ebpf.Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := spec.Maps[tracerMapHistSlots]; ok {
-		if err := sizeSlots(spec); err != nil {
-			return nil, err
-		}
+	if err := sizeAnySlots(spec); err != nil {
+		return nil, err
 	}
 	if err := spec.Variables[tracerVarUseCgroup2].Set(h.V2); err != nil {
 		return nil, err

@@ -13,14 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type tracerHistSlot struct {
-	_     structs.HostLayout
-	Cgid  uint64
-	Count uint64
-	SumNs uint64
-	Hist  [96]uint64
-}
-
 type tracerPreemptKey struct {
 	_      structs.HostLayout
 	Victim uint64
@@ -35,12 +27,6 @@ type tracerWaitMark struct {
 	NoSloGen  uint64
 	WaitSlot  uint32
 	Pad       uint32
-}
-
-type tracerWaitingSlot struct {
-	_       structs.HostLayout
-	Cgid    uint64
-	Waiting int64
 }
 
 // Names of all BPF objects in the ELF.
@@ -65,8 +51,8 @@ const (
 	tracerVarDropNr           = "drop_nr"
 	tracerVarHistSlotsPerCpu  = "hist_slots_per_cpu"
 	tracerVarJudgeSlos        = "judge_slos"
-	tracerVarNrCpus           = "nr_cpus"
 	tracerVarSlosGeneration   = "slos_generation"
+	tracerVarSlotNrCpus       = "slot_nr_cpus"
 	tracerVarUseCgroup2       = "use_cgroup2"
 	tracerVarV1HierarchyId    = "v1_hierarchy_id"
 	tracerVarWaitSlotsPerCpu  = "wait_slots_per_cpu"
@@ -144,8 +130,8 @@ type tracerVariableSpecs struct {
 	DropNr           *ebpf.VariableSpec `ebpf:"drop_nr"`
 	HistSlotsPerCpu  *ebpf.VariableSpec `ebpf:"hist_slots_per_cpu"`
 	JudgeSlos        *ebpf.VariableSpec `ebpf:"judge_slos"`
-	NrCpus           *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	SlosGeneration   *ebpf.VariableSpec `ebpf:"slos_generation"`
+	SlotNrCpus       *ebpf.VariableSpec `ebpf:"slot_nr_cpus"`
 	UseCgroup2       *ebpf.VariableSpec `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.VariableSpec `ebpf:"v1_hierarchy_id"`
 	WaitSlotsPerCpu  *ebpf.VariableSpec `ebpf:"wait_slots_per_cpu"`
@@ -204,8 +190,8 @@ type tracerVariables struct {
 	DropNr           *ebpf.Variable `ebpf:"drop_nr"`
 	HistSlotsPerCpu  *ebpf.Variable `ebpf:"hist_slots_per_cpu"`
 	JudgeSlos        *ebpf.Variable `ebpf:"judge_slos"`
-	NrCpus           *ebpf.Variable `ebpf:"nr_cpus"`
 	SlosGeneration   *ebpf.Variable `ebpf:"slos_generation"`
+	SlotNrCpus       *ebpf.Variable `ebpf:"slot_nr_cpus"`
 	UseCgroup2       *ebpf.Variable `ebpf:"use_cgroup2"`
 	V1HierarchyId    *ebpf.Variable `ebpf:"v1_hierarchy_id"`
 	WaitSlotsPerCpu  *ebpf.Variable `ebpf:"wait_slots_per_cpu"`

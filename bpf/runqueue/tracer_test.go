@@ -162,7 +162,7 @@ func TestHistogramInSlots(t *testing.T) {
 		}
 		last = st.Count
 	}
-	slots, err := tr.inSlots()
+	slots, err := tr.Maps().Slots()
 	if err != nil {
 		t.Fatal(err)
 	}

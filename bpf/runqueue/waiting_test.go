@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/scx-slo/scx-slo/internal/cgroupfs"
+	"github.com/scx-slo/scx-slo/internal/slomaps"
 	"github.com/scx-slo/scx-slo/internal/testbed/exportertest"
 	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
@@ -92,7 +93,7 @@ func TestWaitingCountsRunnableTasks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			slots, err := tr.inSlots()
+			slots, err := tr.Maps().Slots()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +137,7 @@ func TestMovedWaiterTakesNoSlot(t *testing.T) {
 	// slotCount is what id's histogram slots hold.
 	slotCount := func(id uint64) uint64 {
 		t.Helper()
-		slots, err := tr.inSlots()
+		slots, err := tr.Maps().Slots()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +173,7 @@ func TestMovedWaiterTakesNoSlot(t *testing.T) {
 func heldHistSlots(t *testing.T, tr *Tracer, id uint64) int {
 	t.Helper()
 	held := 0
-	err := readArray(tr.objs.HistSlots, func(v *tracerHistSlot) {
+	err := slomaps.ForEach(tr.objs.HistSlots, func(v *slomaps.HistSlot) {
 		if v.Cgid == id {
 			held++
 		}
@@ -211,7 +212,7 @@ func makeWithFreeSlots(t *testing.T, tr *Tracer, cgs *exportertest.Cgroups, name
 		w, h := slotHash(id, waitPerCPU), slotHash(id, histPerCPU)
 		free := true
 		var k uint32
-		if err := readArray(tr.objs.WaitingSlots, func(v *tracerWaitingSlot) {
+		if err := slomaps.ForEach(tr.objs.WaitingSlots, func(v *slomaps.WaitingSlot) {
 			if k%waitPerCPU == w && v.Cgid != id && v.Waiting != 0 {
 				free = false
 			}
@@ -220,7 +221,7 @@ func makeWithFreeSlots(t *testing.T, tr *Tracer, cgs *exportertest.Cgroups, name
 			t.Fatal(err)
 		}
 		k = 0
-		if err := readArray(tr.objs.HistSlots, func(v *tracerHistSlot) {
+		if err := slomaps.ForEach(tr.objs.HistSlots, func(v *slomaps.HistSlot) {
 			if k%histPerCPU == h && v.Cgid != 0 && v.Cgid != id {
 				free = false
 			}

@@ -35,9 +35,10 @@ type schedTaskCtx struct {
 	Key       uint64
 	Vtime     uint64
 	Dom       uint32
+	WaitSlot  uint32
 	Runnable  bool
 	RanBe     bool
-	_         [2]byte
+	_         [6]byte
 }
 
 type schedUserExitInfo struct {
@@ -58,12 +59,14 @@ const (
 	schedMapCgroupStats            = "cgroup_stats"
 	schedMapCpuCtxs                = "cpu_ctxs"
 	schedMapDomCtxs                = "dom_ctxs"
+	schedMapHistSlots              = "hist_slots"
 	schedMapOverload               = "overload"
 	schedMapScxSlo                 = "scx_slo"
 	schedMapSlos                   = "slos"
 	schedMapStats                  = "stats"
 	schedMapTaskCtxs               = "task_ctxs"
 	schedMapTimers                 = "timers"
+	schedMapWaitingSlots           = "waiting_slots"
 	schedMapZeroStats              = "zero_stats"
 	schedProgSloCgroupExit         = "slo_cgroup_exit"
 	schedProgSloCgroupInit         = "slo_cgroup_init"
@@ -91,16 +94,19 @@ const (
 	schedVarDomCpus                = "dom_cpus"
 	schedVarDomFirst               = "dom_first"
 	schedVarDomNr                  = "dom_nr"
+	schedVarHistSlotsPerCpu        = "hist_slots_per_cpu"
 	schedVarLagMaxNs               = "lag_max_ns"
 	schedVarLastUnthrottle         = "last_unthrottle"
 	schedVarNextUnthrottle         = "next_unthrottle"
 	schedVarNrDoms                 = "nr_doms"
 	schedVarSloSliceMaxNs          = "slo_slice_max_ns"
 	schedVarSloSliceMinNs          = "slo_slice_min_ns"
+	schedVarSlotNrCpus             = "slot_nr_cpus"
 	schedVarStatNr                 = "stat_nr"
 	schedVarTestErrorKnob          = "test_error_knob"
 	schedVarTimerArmed             = "timer_armed"
 	schedVarUei                    = "uei"
+	schedVarWaitSlotsPerCpu        = "wait_slots_per_cpu"
 )
 
 // loadSched returns the embedded CollectionSpec for sched.
@@ -169,41 +175,46 @@ type schedProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedMapSpecs struct {
-	CgCtxs      *ebpf.MapSpec `ebpf:"cg_ctxs"`
-	CgroupStats *ebpf.MapSpec `ebpf:"cgroup_stats"`
-	CpuCtxs     *ebpf.MapSpec `ebpf:"cpu_ctxs"`
-	DomCtxs     *ebpf.MapSpec `ebpf:"dom_ctxs"`
-	Overload    *ebpf.MapSpec `ebpf:"overload"`
-	ScxSlo      *ebpf.MapSpec `ebpf:"scx_slo"`
-	Slos        *ebpf.MapSpec `ebpf:"slos"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	TaskCtxs    *ebpf.MapSpec `ebpf:"task_ctxs"`
-	Timers      *ebpf.MapSpec `ebpf:"timers"`
-	ZeroStats   *ebpf.MapSpec `ebpf:"zero_stats"`
+	CgCtxs       *ebpf.MapSpec `ebpf:"cg_ctxs"`
+	CgroupStats  *ebpf.MapSpec `ebpf:"cgroup_stats"`
+	CpuCtxs      *ebpf.MapSpec `ebpf:"cpu_ctxs"`
+	DomCtxs      *ebpf.MapSpec `ebpf:"dom_ctxs"`
+	HistSlots    *ebpf.MapSpec `ebpf:"hist_slots"`
+	Overload     *ebpf.MapSpec `ebpf:"overload"`
+	ScxSlo       *ebpf.MapSpec `ebpf:"scx_slo"`
+	Slos         *ebpf.MapSpec `ebpf:"slos"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TaskCtxs     *ebpf.MapSpec `ebpf:"task_ctxs"`
+	Timers       *ebpf.MapSpec `ebpf:"timers"`
+	WaitingSlots *ebpf.MapSpec `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.MapSpec `ebpf:"zero_stats"`
 }
 
 // schedVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedVariableSpecs struct {
-	BeBoundNs      *ebpf.VariableSpec `ebpf:"be_bound_ns"`
-	BeGuardSliceNs *ebpf.VariableSpec `ebpf:"be_guard_slice_ns"`
-	BeSliceNs      *ebpf.VariableSpec `ebpf:"be_slice_ns"`
-	BeStarveNs     *ebpf.VariableSpec `ebpf:"be_starve_ns"`
-	CpuDom         *ebpf.VariableSpec `ebpf:"cpu_dom"`
-	DomCpus        *ebpf.VariableSpec `ebpf:"dom_cpus"`
-	DomFirst       *ebpf.VariableSpec `ebpf:"dom_first"`
-	DomNr          *ebpf.VariableSpec `ebpf:"dom_nr"`
-	LagMaxNs       *ebpf.VariableSpec `ebpf:"lag_max_ns"`
-	LastUnthrottle *ebpf.VariableSpec `ebpf:"last_unthrottle"`
-	NextUnthrottle *ebpf.VariableSpec `ebpf:"next_unthrottle"`
-	NrDoms         *ebpf.VariableSpec `ebpf:"nr_doms"`
-	SloSliceMaxNs  *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
-	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
-	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
-	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
-	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
-	Uei            *ebpf.VariableSpec `ebpf:"uei"`
+	BeBoundNs       *ebpf.VariableSpec `ebpf:"be_bound_ns"`
+	BeGuardSliceNs  *ebpf.VariableSpec `ebpf:"be_guard_slice_ns"`
+	BeSliceNs       *ebpf.VariableSpec `ebpf:"be_slice_ns"`
+	BeStarveNs      *ebpf.VariableSpec `ebpf:"be_starve_ns"`
+	CpuDom          *ebpf.VariableSpec `ebpf:"cpu_dom"`
+	DomCpus         *ebpf.VariableSpec `ebpf:"dom_cpus"`
+	DomFirst        *ebpf.VariableSpec `ebpf:"dom_first"`
+	DomNr           *ebpf.VariableSpec `ebpf:"dom_nr"`
+	HistSlotsPerCpu *ebpf.VariableSpec `ebpf:"hist_slots_per_cpu"`
+	LagMaxNs        *ebpf.VariableSpec `ebpf:"lag_max_ns"`
+	LastUnthrottle  *ebpf.VariableSpec `ebpf:"last_unthrottle"`
+	NextUnthrottle  *ebpf.VariableSpec `ebpf:"next_unthrottle"`
+	NrDoms          *ebpf.VariableSpec `ebpf:"nr_doms"`
+	SloSliceMaxNs   *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
+	SloSliceMinNs   *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
+	SlotNrCpus      *ebpf.VariableSpec `ebpf:"slot_nr_cpus"`
+	StatNr          *ebpf.VariableSpec `ebpf:"stat_nr"`
+	TestErrorKnob   *ebpf.VariableSpec `ebpf:"test_error_knob"`
+	TimerArmed      *ebpf.VariableSpec `ebpf:"timer_armed"`
+	Uei             *ebpf.VariableSpec `ebpf:"uei"`
+	WaitSlotsPerCpu *ebpf.VariableSpec `ebpf:"wait_slots_per_cpu"`
 }
 
 // schedObjects contains all objects after they have been loaded into the kernel.
@@ -226,17 +237,19 @@ func (o *schedObjects) Close() error {
 //
 // It can be passed to loadSchedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedMaps struct {
-	CgCtxs      *ebpf.Map `ebpf:"cg_ctxs"`
-	CgroupStats *ebpf.Map `ebpf:"cgroup_stats"`
-	CpuCtxs     *ebpf.Map `ebpf:"cpu_ctxs"`
-	DomCtxs     *ebpf.Map `ebpf:"dom_ctxs"`
-	Overload    *ebpf.Map `ebpf:"overload"`
-	ScxSlo      *ebpf.Map `ebpf:"scx_slo"`
-	Slos        *ebpf.Map `ebpf:"slos"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	TaskCtxs    *ebpf.Map `ebpf:"task_ctxs"`
-	Timers      *ebpf.Map `ebpf:"timers"`
-	ZeroStats   *ebpf.Map `ebpf:"zero_stats"`
+	CgCtxs       *ebpf.Map `ebpf:"cg_ctxs"`
+	CgroupStats  *ebpf.Map `ebpf:"cgroup_stats"`
+	CpuCtxs      *ebpf.Map `ebpf:"cpu_ctxs"`
+	DomCtxs      *ebpf.Map `ebpf:"dom_ctxs"`
+	HistSlots    *ebpf.Map `ebpf:"hist_slots"`
+	Overload     *ebpf.Map `ebpf:"overload"`
+	ScxSlo       *ebpf.Map `ebpf:"scx_slo"`
+	Slos         *ebpf.Map `ebpf:"slos"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TaskCtxs     *ebpf.Map `ebpf:"task_ctxs"`
+	Timers       *ebpf.Map `ebpf:"timers"`
+	WaitingSlots *ebpf.Map `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.Map `ebpf:"zero_stats"`
 }
 
 func (m *schedMaps) Close() error {
@@ -245,12 +258,14 @@ func (m *schedMaps) Close() error {
 		m.CgroupStats,
 		m.CpuCtxs,
 		m.DomCtxs,
+		m.HistSlots,
 		m.Overload,
 		m.ScxSlo,
 		m.Slos,
 		m.Stats,
 		m.TaskCtxs,
 		m.Timers,
+		m.WaitingSlots,
 		m.ZeroStats,
 	)
 }
@@ -259,24 +274,27 @@ func (m *schedMaps) Close() error {
 //
 // It can be passed to loadSchedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedVariables struct {
-	BeBoundNs      *ebpf.Variable `ebpf:"be_bound_ns"`
-	BeGuardSliceNs *ebpf.Variable `ebpf:"be_guard_slice_ns"`
-	BeSliceNs      *ebpf.Variable `ebpf:"be_slice_ns"`
-	BeStarveNs     *ebpf.Variable `ebpf:"be_starve_ns"`
-	CpuDom         *ebpf.Variable `ebpf:"cpu_dom"`
-	DomCpus        *ebpf.Variable `ebpf:"dom_cpus"`
-	DomFirst       *ebpf.Variable `ebpf:"dom_first"`
-	DomNr          *ebpf.Variable `ebpf:"dom_nr"`
-	LagMaxNs       *ebpf.Variable `ebpf:"lag_max_ns"`
-	LastUnthrottle *ebpf.Variable `ebpf:"last_unthrottle"`
-	NextUnthrottle *ebpf.Variable `ebpf:"next_unthrottle"`
-	NrDoms         *ebpf.Variable `ebpf:"nr_doms"`
-	SloSliceMaxNs  *ebpf.Variable `ebpf:"slo_slice_max_ns"`
-	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`
-	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
-	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
-	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
-	Uei            *ebpf.Variable `ebpf:"uei"`
+	BeBoundNs       *ebpf.Variable `ebpf:"be_bound_ns"`
+	BeGuardSliceNs  *ebpf.Variable `ebpf:"be_guard_slice_ns"`
+	BeSliceNs       *ebpf.Variable `ebpf:"be_slice_ns"`
+	BeStarveNs      *ebpf.Variable `ebpf:"be_starve_ns"`
+	CpuDom          *ebpf.Variable `ebpf:"cpu_dom"`
+	DomCpus         *ebpf.Variable `ebpf:"dom_cpus"`
+	DomFirst        *ebpf.Variable `ebpf:"dom_first"`
+	DomNr           *ebpf.Variable `ebpf:"dom_nr"`
+	HistSlotsPerCpu *ebpf.Variable `ebpf:"hist_slots_per_cpu"`
+	LagMaxNs        *ebpf.Variable `ebpf:"lag_max_ns"`
+	LastUnthrottle  *ebpf.Variable `ebpf:"last_unthrottle"`
+	NextUnthrottle  *ebpf.Variable `ebpf:"next_unthrottle"`
+	NrDoms          *ebpf.Variable `ebpf:"nr_doms"`
+	SloSliceMaxNs   *ebpf.Variable `ebpf:"slo_slice_max_ns"`
+	SloSliceMinNs   *ebpf.Variable `ebpf:"slo_slice_min_ns"`
+	SlotNrCpus      *ebpf.Variable `ebpf:"slot_nr_cpus"`
+	StatNr          *ebpf.Variable `ebpf:"stat_nr"`
+	TestErrorKnob   *ebpf.Variable `ebpf:"test_error_knob"`
+	TimerArmed      *ebpf.Variable `ebpf:"timer_armed"`
+	Uei             *ebpf.Variable `ebpf:"uei"`
+	WaitSlotsPerCpu *ebpf.Variable `ebpf:"wait_slots_per_cpu"`
 }
 
 // schedPrograms contains all programs after they have been loaded into the kernel.

@@ -20,12 +20,14 @@ const (
 	schedCompatMapCgroupStats            = "cgroup_stats"
 	schedCompatMapCpuCtxs                = "cpu_ctxs"
 	schedCompatMapDomCtxs                = "dom_ctxs"
+	schedCompatMapHistSlots              = "hist_slots"
 	schedCompatMapOverload               = "overload"
 	schedCompatMapScxSlo                 = "scx_slo"
 	schedCompatMapSlos                   = "slos"
 	schedCompatMapStats                  = "stats"
 	schedCompatMapTaskCtxs               = "task_ctxs"
 	schedCompatMapTimers                 = "timers"
+	schedCompatMapWaitingSlots           = "waiting_slots"
 	schedCompatMapZeroStats              = "zero_stats"
 	schedCompatProgSloCgroupExit         = "slo_cgroup_exit"
 	schedCompatProgSloCgroupInit         = "slo_cgroup_init"
@@ -53,16 +55,19 @@ const (
 	schedCompatVarDomCpus                = "dom_cpus"
 	schedCompatVarDomFirst               = "dom_first"
 	schedCompatVarDomNr                  = "dom_nr"
+	schedCompatVarHistSlotsPerCpu        = "hist_slots_per_cpu"
 	schedCompatVarLagMaxNs               = "lag_max_ns"
 	schedCompatVarLastUnthrottle         = "last_unthrottle"
 	schedCompatVarNextUnthrottle         = "next_unthrottle"
 	schedCompatVarNrDoms                 = "nr_doms"
 	schedCompatVarSloSliceMaxNs          = "slo_slice_max_ns"
 	schedCompatVarSloSliceMinNs          = "slo_slice_min_ns"
+	schedCompatVarSlotNrCpus             = "slot_nr_cpus"
 	schedCompatVarStatNr                 = "stat_nr"
 	schedCompatVarTestErrorKnob          = "test_error_knob"
 	schedCompatVarTimerArmed             = "timer_armed"
 	schedCompatVarUei                    = "uei"
+	schedCompatVarWaitSlotsPerCpu        = "wait_slots_per_cpu"
 )
 
 // loadSchedCompat returns the embedded CollectionSpec for schedCompat.
@@ -131,41 +136,46 @@ type schedCompatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedCompatMapSpecs struct {
-	CgCtxs      *ebpf.MapSpec `ebpf:"cg_ctxs"`
-	CgroupStats *ebpf.MapSpec `ebpf:"cgroup_stats"`
-	CpuCtxs     *ebpf.MapSpec `ebpf:"cpu_ctxs"`
-	DomCtxs     *ebpf.MapSpec `ebpf:"dom_ctxs"`
-	Overload    *ebpf.MapSpec `ebpf:"overload"`
-	ScxSlo      *ebpf.MapSpec `ebpf:"scx_slo"`
-	Slos        *ebpf.MapSpec `ebpf:"slos"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	TaskCtxs    *ebpf.MapSpec `ebpf:"task_ctxs"`
-	Timers      *ebpf.MapSpec `ebpf:"timers"`
-	ZeroStats   *ebpf.MapSpec `ebpf:"zero_stats"`
+	CgCtxs       *ebpf.MapSpec `ebpf:"cg_ctxs"`
+	CgroupStats  *ebpf.MapSpec `ebpf:"cgroup_stats"`
+	CpuCtxs      *ebpf.MapSpec `ebpf:"cpu_ctxs"`
+	DomCtxs      *ebpf.MapSpec `ebpf:"dom_ctxs"`
+	HistSlots    *ebpf.MapSpec `ebpf:"hist_slots"`
+	Overload     *ebpf.MapSpec `ebpf:"overload"`
+	ScxSlo       *ebpf.MapSpec `ebpf:"scx_slo"`
+	Slos         *ebpf.MapSpec `ebpf:"slos"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TaskCtxs     *ebpf.MapSpec `ebpf:"task_ctxs"`
+	Timers       *ebpf.MapSpec `ebpf:"timers"`
+	WaitingSlots *ebpf.MapSpec `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.MapSpec `ebpf:"zero_stats"`
 }
 
 // schedCompatVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedCompatVariableSpecs struct {
-	BeBoundNs      *ebpf.VariableSpec `ebpf:"be_bound_ns"`
-	BeGuardSliceNs *ebpf.VariableSpec `ebpf:"be_guard_slice_ns"`
-	BeSliceNs      *ebpf.VariableSpec `ebpf:"be_slice_ns"`
-	BeStarveNs     *ebpf.VariableSpec `ebpf:"be_starve_ns"`
-	CpuDom         *ebpf.VariableSpec `ebpf:"cpu_dom"`
-	DomCpus        *ebpf.VariableSpec `ebpf:"dom_cpus"`
-	DomFirst       *ebpf.VariableSpec `ebpf:"dom_first"`
-	DomNr          *ebpf.VariableSpec `ebpf:"dom_nr"`
-	LagMaxNs       *ebpf.VariableSpec `ebpf:"lag_max_ns"`
-	LastUnthrottle *ebpf.VariableSpec `ebpf:"last_unthrottle"`
-	NextUnthrottle *ebpf.VariableSpec `ebpf:"next_unthrottle"`
-	NrDoms         *ebpf.VariableSpec `ebpf:"nr_doms"`
-	SloSliceMaxNs  *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
-	SloSliceMinNs  *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
-	StatNr         *ebpf.VariableSpec `ebpf:"stat_nr"`
-	TestErrorKnob  *ebpf.VariableSpec `ebpf:"test_error_knob"`
-	TimerArmed     *ebpf.VariableSpec `ebpf:"timer_armed"`
-	Uei            *ebpf.VariableSpec `ebpf:"uei"`
+	BeBoundNs       *ebpf.VariableSpec `ebpf:"be_bound_ns"`
+	BeGuardSliceNs  *ebpf.VariableSpec `ebpf:"be_guard_slice_ns"`
+	BeSliceNs       *ebpf.VariableSpec `ebpf:"be_slice_ns"`
+	BeStarveNs      *ebpf.VariableSpec `ebpf:"be_starve_ns"`
+	CpuDom          *ebpf.VariableSpec `ebpf:"cpu_dom"`
+	DomCpus         *ebpf.VariableSpec `ebpf:"dom_cpus"`
+	DomFirst        *ebpf.VariableSpec `ebpf:"dom_first"`
+	DomNr           *ebpf.VariableSpec `ebpf:"dom_nr"`
+	HistSlotsPerCpu *ebpf.VariableSpec `ebpf:"hist_slots_per_cpu"`
+	LagMaxNs        *ebpf.VariableSpec `ebpf:"lag_max_ns"`
+	LastUnthrottle  *ebpf.VariableSpec `ebpf:"last_unthrottle"`
+	NextUnthrottle  *ebpf.VariableSpec `ebpf:"next_unthrottle"`
+	NrDoms          *ebpf.VariableSpec `ebpf:"nr_doms"`
+	SloSliceMaxNs   *ebpf.VariableSpec `ebpf:"slo_slice_max_ns"`
+	SloSliceMinNs   *ebpf.VariableSpec `ebpf:"slo_slice_min_ns"`
+	SlotNrCpus      *ebpf.VariableSpec `ebpf:"slot_nr_cpus"`
+	StatNr          *ebpf.VariableSpec `ebpf:"stat_nr"`
+	TestErrorKnob   *ebpf.VariableSpec `ebpf:"test_error_knob"`
+	TimerArmed      *ebpf.VariableSpec `ebpf:"timer_armed"`
+	Uei             *ebpf.VariableSpec `ebpf:"uei"`
+	WaitSlotsPerCpu *ebpf.VariableSpec `ebpf:"wait_slots_per_cpu"`
 }
 
 // schedCompatObjects contains all objects after they have been loaded into the kernel.
@@ -188,17 +198,19 @@ func (o *schedCompatObjects) Close() error {
 //
 // It can be passed to loadSchedCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedCompatMaps struct {
-	CgCtxs      *ebpf.Map `ebpf:"cg_ctxs"`
-	CgroupStats *ebpf.Map `ebpf:"cgroup_stats"`
-	CpuCtxs     *ebpf.Map `ebpf:"cpu_ctxs"`
-	DomCtxs     *ebpf.Map `ebpf:"dom_ctxs"`
-	Overload    *ebpf.Map `ebpf:"overload"`
-	ScxSlo      *ebpf.Map `ebpf:"scx_slo"`
-	Slos        *ebpf.Map `ebpf:"slos"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	TaskCtxs    *ebpf.Map `ebpf:"task_ctxs"`
-	Timers      *ebpf.Map `ebpf:"timers"`
-	ZeroStats   *ebpf.Map `ebpf:"zero_stats"`
+	CgCtxs       *ebpf.Map `ebpf:"cg_ctxs"`
+	CgroupStats  *ebpf.Map `ebpf:"cgroup_stats"`
+	CpuCtxs      *ebpf.Map `ebpf:"cpu_ctxs"`
+	DomCtxs      *ebpf.Map `ebpf:"dom_ctxs"`
+	HistSlots    *ebpf.Map `ebpf:"hist_slots"`
+	Overload     *ebpf.Map `ebpf:"overload"`
+	ScxSlo       *ebpf.Map `ebpf:"scx_slo"`
+	Slos         *ebpf.Map `ebpf:"slos"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TaskCtxs     *ebpf.Map `ebpf:"task_ctxs"`
+	Timers       *ebpf.Map `ebpf:"timers"`
+	WaitingSlots *ebpf.Map `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.Map `ebpf:"zero_stats"`
 }
 
 func (m *schedCompatMaps) Close() error {
@@ -207,12 +219,14 @@ func (m *schedCompatMaps) Close() error {
 		m.CgroupStats,
 		m.CpuCtxs,
 		m.DomCtxs,
+		m.HistSlots,
 		m.Overload,
 		m.ScxSlo,
 		m.Slos,
 		m.Stats,
 		m.TaskCtxs,
 		m.Timers,
+		m.WaitingSlots,
 		m.ZeroStats,
 	)
 }
@@ -221,24 +235,27 @@ func (m *schedCompatMaps) Close() error {
 //
 // It can be passed to loadSchedCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedCompatVariables struct {
-	BeBoundNs      *ebpf.Variable `ebpf:"be_bound_ns"`
-	BeGuardSliceNs *ebpf.Variable `ebpf:"be_guard_slice_ns"`
-	BeSliceNs      *ebpf.Variable `ebpf:"be_slice_ns"`
-	BeStarveNs     *ebpf.Variable `ebpf:"be_starve_ns"`
-	CpuDom         *ebpf.Variable `ebpf:"cpu_dom"`
-	DomCpus        *ebpf.Variable `ebpf:"dom_cpus"`
-	DomFirst       *ebpf.Variable `ebpf:"dom_first"`
-	DomNr          *ebpf.Variable `ebpf:"dom_nr"`
-	LagMaxNs       *ebpf.Variable `ebpf:"lag_max_ns"`
-	LastUnthrottle *ebpf.Variable `ebpf:"last_unthrottle"`
-	NextUnthrottle *ebpf.Variable `ebpf:"next_unthrottle"`
-	NrDoms         *ebpf.Variable `ebpf:"nr_doms"`
-	SloSliceMaxNs  *ebpf.Variable `ebpf:"slo_slice_max_ns"`
-	SloSliceMinNs  *ebpf.Variable `ebpf:"slo_slice_min_ns"`
-	StatNr         *ebpf.Variable `ebpf:"stat_nr"`
-	TestErrorKnob  *ebpf.Variable `ebpf:"test_error_knob"`
-	TimerArmed     *ebpf.Variable `ebpf:"timer_armed"`
-	Uei            *ebpf.Variable `ebpf:"uei"`
+	BeBoundNs       *ebpf.Variable `ebpf:"be_bound_ns"`
+	BeGuardSliceNs  *ebpf.Variable `ebpf:"be_guard_slice_ns"`
+	BeSliceNs       *ebpf.Variable `ebpf:"be_slice_ns"`
+	BeStarveNs      *ebpf.Variable `ebpf:"be_starve_ns"`
+	CpuDom          *ebpf.Variable `ebpf:"cpu_dom"`
+	DomCpus         *ebpf.Variable `ebpf:"dom_cpus"`
+	DomFirst        *ebpf.Variable `ebpf:"dom_first"`
+	DomNr           *ebpf.Variable `ebpf:"dom_nr"`
+	HistSlotsPerCpu *ebpf.Variable `ebpf:"hist_slots_per_cpu"`
+	LagMaxNs        *ebpf.Variable `ebpf:"lag_max_ns"`
+	LastUnthrottle  *ebpf.Variable `ebpf:"last_unthrottle"`
+	NextUnthrottle  *ebpf.Variable `ebpf:"next_unthrottle"`
+	NrDoms          *ebpf.Variable `ebpf:"nr_doms"`
+	SloSliceMaxNs   *ebpf.Variable `ebpf:"slo_slice_max_ns"`
+	SloSliceMinNs   *ebpf.Variable `ebpf:"slo_slice_min_ns"`
+	SlotNrCpus      *ebpf.Variable `ebpf:"slot_nr_cpus"`
+	StatNr          *ebpf.Variable `ebpf:"stat_nr"`
+	TestErrorKnob   *ebpf.Variable `ebpf:"test_error_knob"`
+	TimerArmed      *ebpf.Variable `ebpf:"timer_armed"`
+	Uei             *ebpf.Variable `ebpf:"uei"`
+	WaitSlotsPerCpu *ebpf.Variable `ebpf:"wait_slots_per_cpu"`
 }
 
 // schedCompatPrograms contains all programs after they have been loaded into the kernel.

@@ -137,14 +137,17 @@
  * A wait starts when the task is woken (ops.select_cpu runs on the waking
  * CPU, before any IPI, so IPI delay counts) or preempted, and ends at
  * ops.running, or at ops.quiescent if the task leaves without running.
- * It is recorded with slo_account.h into the same maps, with the same
- * meaning, as the observe-mode tracer (bpf/runqueue). The overload bit is
+ * It is recorded with slo_account.h and wait_slots.h into the same maps,
+ * with the same meaning, as the observe-mode tracer (bpf/runqueue): the
+ * waiting count and histogram in per-CPU slots, so that no cgroup's
+ * stats are written from every CPU at every wakeup; only SLO cgroups'
+ * judged deadlines touch the shared entry. The overload bit is
  * also set, at enqueue and at every tick, when the domain's SLO head has
  * already waited longer than its budget: the queue says "late" before the
  * late task has run.
  */
 #include "sched_ext.h"
-#include "slo_account.h"
+#include "wait_slots.h"
 #include "user_exit_info.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -236,13 +239,14 @@ const volatile enum stat_idx stat_nr = STAT_NR;
 
 struct task_ctx {
 	u64 wait_since;		/* 0 when not waiting */
-	u64 wait_cgid;		/* cgroup whose `waiting` count holds this task */
+	u64 wait_cgid;		/* cgroup the task waits in (wait_slots.h) */
 	u64 run_exec;		/* task clock (see exec_clock) at ops.running */
 	u64 bw_exec;		/* task clock up to which cpu.max is charged already */
 	u64 queued_at;		/* when it last entered a BE_DSQ */
 	u64 key;		/* deadline (SLO) or BE_KEY while running */
 	u64 vtime;		/* best-effort virtual time (never a deadline) */
 	u32 dom;		/* domain whose queue it last entered */
+	u32 wait_slot;		/* waiting_slots index + 1 counting this wait; 0: wait_cgid's stats */
 	bool runnable;
 	bool ran_be;		/* its current or last run was as best-effort */
 };
@@ -677,7 +681,11 @@ static __always_inline void claim_cpu(s32 cpu, u64 deadline)
 		cc->key = deadline;
 }
 
-/* Wait bookkeeping mirrors bpf/runqueue: start at wakeup/preemption, end at running. */
+/*
+ * Wait bookkeeping mirrors bpf/runqueue: start at wakeup/preemption, end
+ * at running; counts and histograms go to this CPU's slots (wait_slots.h),
+ * so a busy cgroup's stats line is not written from every CPU it runs on.
+ */
 static __always_inline void start_wait(struct task_struct *p, struct task_ctx *t, u64 now)
 {
 	struct cg_stats *s;
@@ -686,9 +694,7 @@ static __always_inline void start_wait(struct task_struct *p, struct task_ctx *t
 		return;
 	t->wait_since = now;
 	t->wait_cgid = task_cgid(p);
-	s = cg_stats_get(t->wait_cgid);
-	if (s)
-		__sync_fetch_and_add(&s->waiting, 1);
+	t->wait_slot = slot_count_waiting(t->wait_cgid, &s);
 }
 
 /* A wait that ends without the task running (it left, or was dequeued). */
@@ -699,15 +705,21 @@ static __always_inline void cancel_wait(struct task_ctx *t)
 	if (!t->wait_since)
 		return;
 	t->wait_since = 0;
+	if (t->wait_slot) {
+		slot_uncount_waiting(t->wait_slot);
+		return;
+	}
 	from = bpf_map_lookup_elem(&cgroup_stats, &t->wait_cgid);
 	if (from)
 		__sync_fetch_and_add(&from->waiting, -1);
 }
 
+/* The wait is charged to the cgroup the task waited in, as the tracer does. */
 static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, u64 now)
 {
-	struct cg_stats *s;
+	struct cg_stats *s = NULL;
 	struct slo_entry *slo;
+	struct hist_slot *h;
 	u64 lat, cgid;
 	u32 *bit;
 	int r;
@@ -715,15 +727,26 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
 	if (!t->wait_since)
 		return;
 	lat = now - t->wait_since;
+	cgid = t->wait_cgid;
 	cancel_wait(t);
 
-	cgid = task_cgid(p);
-	s = cg_stats_get(cgid);
-	if (!s)
-		return;
-	hist_record(s, lat);
+	h = slot_hist_mine(cgid);
+	if (h && h->cgid != cgid)
+		h = h->cgid || task_cgid(p) != cgid ? NULL : slot_hist_take(h, cgid);
+	if (h) {
+		slot_hist_record(h, lat);
+	} else {
+		s = cg_stats_get(cgid);
+		if (!s)
+			return;
+		hist_record(s, lat);
+	}
 	slo = bpf_map_lookup_elem(&slos, &cgid);
 	if (!slo)
+		return;
+	if (!s)
+		s = cg_stats_get(cgid);
+	if (!s)
 		return;
 	bit = bpf_map_lookup_elem(&overload, &slo->slot);
 	if (!bit)
@@ -1491,6 +1514,7 @@ int BPF_PROG(slo_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 	if (cgrp->root->hierarchy_id != 0)
 		return 0;
 	id = cgrp->kn->id;
+	slot_free_hist(id);
 	bpf_map_delete_elem(&cgroup_stats, &id);
 	return 0;
 }

@@ -60,6 +60,9 @@ type Maps struct {
 	Stats       *ebpf.Map `ebpf:"stats"`      // per-CPU counters, StatNames order
 	Exit        *ebpf.Map `ebpf:".data.exit"` // ops.exit's record, read-only for userspace
 	Knob        *ebpf.Map `ebpf:".data.knob"` // test_error_knob
+	// The per-CPU part of cgroup_stats (bpf/include/wait_slots.h).
+	WaitingSlots *ebpf.Map `ebpf:"waiting_slots"`
+	HistSlots    *ebpf.Map `ebpf:"hist_slots"`
 }
 
 // StatNames names the stats array's slots in enum stat_idx order.

@@ -26,6 +26,14 @@ type accountCgStats struct {
 	FastRate     uint64
 }
 
+type accountHistSlot struct {
+	_     structs.HostLayout
+	Cgid  uint64
+	Count uint64
+	SumNs uint64
+	Hist  [96]uint64
+}
+
 type accountSloEntry struct {
 	_           structs.HostLayout
 	BudgetNs    uint64
@@ -34,14 +42,25 @@ type accountSloEntry struct {
 	Importance  uint32
 }
 
+type accountWaitingSlot struct {
+	_       structs.HostLayout
+	Cgid    uint64
+	Waiting int64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	accountMapCgroupStats = "cgroup_stats"
-	accountMapOverload    = "overload"
-	accountMapSlos        = "slos"
-	accountMapZeroStats   = "zero_stats"
+	accountMapCgroupStats     = "cgroup_stats"
+	accountMapHistSlots       = "hist_slots"
+	accountMapOverload        = "overload"
+	accountMapSlos            = "slos"
+	accountMapWaitingSlots    = "waiting_slots"
+	accountMapZeroStats       = "zero_stats"
+	accountVarHistSlotsPerCpu = "hist_slots_per_cpu"
+	accountVarSlotNrCpus      = "slot_nr_cpus"
+	accountVarWaitSlotsPerCpu = "wait_slots_per_cpu"
 )
 
 // loadAccount returns the embedded CollectionSpec for account.
@@ -92,16 +111,21 @@ type accountProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type accountMapSpecs struct {
-	CgroupStats *ebpf.MapSpec `ebpf:"cgroup_stats"`
-	Overload    *ebpf.MapSpec `ebpf:"overload"`
-	Slos        *ebpf.MapSpec `ebpf:"slos"`
-	ZeroStats   *ebpf.MapSpec `ebpf:"zero_stats"`
+	CgroupStats  *ebpf.MapSpec `ebpf:"cgroup_stats"`
+	HistSlots    *ebpf.MapSpec `ebpf:"hist_slots"`
+	Overload     *ebpf.MapSpec `ebpf:"overload"`
+	Slos         *ebpf.MapSpec `ebpf:"slos"`
+	WaitingSlots *ebpf.MapSpec `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.MapSpec `ebpf:"zero_stats"`
 }
 
 // accountVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type accountVariableSpecs struct {
+	HistSlotsPerCpu *ebpf.VariableSpec `ebpf:"hist_slots_per_cpu"`
+	SlotNrCpus      *ebpf.VariableSpec `ebpf:"slot_nr_cpus"`
+	WaitSlotsPerCpu *ebpf.VariableSpec `ebpf:"wait_slots_per_cpu"`
 }
 
 // accountObjects contains all objects after they have been loaded into the kernel.
@@ -124,17 +148,21 @@ func (o *accountObjects) Close() error {
 //
 // It can be passed to loadAccountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type accountMaps struct {
-	CgroupStats *ebpf.Map `ebpf:"cgroup_stats"`
-	Overload    *ebpf.Map `ebpf:"overload"`
-	Slos        *ebpf.Map `ebpf:"slos"`
-	ZeroStats   *ebpf.Map `ebpf:"zero_stats"`
+	CgroupStats  *ebpf.Map `ebpf:"cgroup_stats"`
+	HistSlots    *ebpf.Map `ebpf:"hist_slots"`
+	Overload     *ebpf.Map `ebpf:"overload"`
+	Slos         *ebpf.Map `ebpf:"slos"`
+	WaitingSlots *ebpf.Map `ebpf:"waiting_slots"`
+	ZeroStats    *ebpf.Map `ebpf:"zero_stats"`
 }
 
 func (m *accountMaps) Close() error {
 	return _AccountClose(
 		m.CgroupStats,
+		m.HistSlots,
 		m.Overload,
 		m.Slos,
+		m.WaitingSlots,
 		m.ZeroStats,
 	)
 }
@@ -143,6 +171,9 @@ func (m *accountMaps) Close() error {
 //
 // It can be passed to loadAccountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type accountVariables struct {
+	HistSlotsPerCpu *ebpf.Variable `ebpf:"hist_slots_per_cpu"`
+	SlotNrCpus      *ebpf.Variable `ebpf:"slot_nr_cpus"`
+	WaitSlotsPerCpu *ebpf.Variable `ebpf:"wait_slots_per_cpu"`
 }
 
 // accountPrograms contains all programs after they have been loaded into the kernel.

@@ -52,9 +52,9 @@ func goName(c string) string {
 	return b.String()
 }
 
-// TestLayoutMatchesBPF checks the Go types against struct cg_stats and
-// struct slo_entry as compiled into the header's own object and into
-// both programs: every member's name, offset and size, so a field added,
+// TestLayoutMatchesBPF checks the Go types against struct cg_stats,
+// slo_entry, waiting_slot and hist_slot as compiled into the headers' own
+// object and into both programs: every member's name, offset and size, so a field added,
 // resized or reordered on one side fails here rather than as garbage in
 // metrics.
 func TestLayoutMatchesBPF(t *testing.T) {
@@ -65,6 +65,8 @@ func TestLayoutMatchesBPF(t *testing.T) {
 	}{
 		{"cg_stats", reflect.TypeFor[slomaps.Stats]()},
 		{"slo_entry", reflect.TypeFor[slomaps.Entry]()},
+		{"waiting_slot", reflect.TypeFor[slomaps.WaitingSlot]()},
+		{"hist_slot", reflect.TypeFor[slomaps.HistSlot]()},
 	} {
 		var fields []reflect.StructField
 		for i := 0; i < c.goT.NumField(); i++ {

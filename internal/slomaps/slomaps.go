@@ -1,5 +1,6 @@
-// Package slomaps reads and writes the three maps every scx-slo BPF program
-// shares (bpf/include/slo_account.h): cgroup_stats, slos and overload. The
+// Package slomaps reads and writes the maps every scx-slo BPF program
+// shares (bpf/include/slo_account.h): cgroup_stats, slos and overload, and
+// the per-CPU slots beside cgroup_stats (wait_slots.h, slots.go). The
 // observe-mode tracer and the scheduler both carry them with identical
 // layouts, so the slo collector has one code path for both modes.
 package slomaps
