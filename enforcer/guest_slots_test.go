@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/scx-slo/scx-slo/internal/slomaps"
-	"github.com/scx-slo/scx-slo/internal/testbed/workload"
 )
 
 // TestGuestWaitSlots: the scheduler keeps a cgroup's waiting count and
@@ -23,15 +22,7 @@ func TestGuestWaitSlots(t *testing.T) {
 	e := attached(t)
 	lat, be := newCgroup(t, "slotsprobe"), newCgroup(t, "slotsbe")
 	sloFor(t, e, map[uint64]slomaps.Entry{lat.id: slomaps.NewEntry(uint64(time.Millisecond), 0.99, 100, 0)})
-	const d = 2 * time.Second
-
-	hogs := startHogs(t, n, d, be)
-	probe := start(t, "probe", lat, map[string]string{"RUN_FOR": d.String(), "PROBE_PERIOD": "1ms", "PROBE_WORK": "100us"})
-	var rep workload.ProbeReport
-	if err := probe.wait(&rep); err != nil {
-		t.Fatal(err)
-	}
-	waitHogs(t, hogs)
+	rep, _ := phase(t, lat, be, n, 2*time.Second)
 
 	m, ok := e.Maps()
 	if !ok || m.Slots == nil {
