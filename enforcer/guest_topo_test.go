@@ -188,8 +188,9 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 	fair := float64(n) / float64(3*n+1) // n CPUs shared by 3n+1 equal tasks
 	capCPU := min(0.5, fair/2)          // a cap that binds
 	limited.set(t, "cpu.max", fmt.Sprintf("%d 100000", int(capCPU*100000)))
-	stopRivals := startSpinners(t, rival, 3*n)
-	stopLimited := startSpinners(t, limited, 1)
+	rivals, lone := startSpinners(t, rival, 3*n), startSpinners(t, limited, 1)
+	rivals.run(t)
+	lone.run(t)
 	waitBusy(t, rival, 0.8*float64(n))
 	time.Sleep(500 * time.Millisecond) // the cap is hit at once; let it act a few periods
 	// Shares over the time that really passed: this process is
@@ -202,8 +203,8 @@ func TestGuestTopoThrottledShare(t *testing.T) {
 	u2, t2 := usageUsec(t, limited), time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	u3, t3 := usageUsec(t, limited), time.Now()
-	stopLimited()
-	stopRivals()
+	lone.stop()
+	rivals.stop()
 	st, _ := e.Stats()
 	capped := cpuShare(t, u1-u0, t1.Sub(t0))
 	freed := cpuShare(t, u3-u2, t3.Sub(t2))
@@ -515,6 +516,9 @@ func TestGuestTopoOverload(t *testing.T) {
 	e := attached(t)
 	slo, be := newCgroup(t, "allslo"), newCgroup(t, "allslobe")
 	const slot = 7
+	// Before the SLO: their start records no waits, so the poller below
+	// sees the cgroup's first miss only after the load runs.
+	load := startSpinners(t, slo, overloadPerCPU*n)
 	m := sloFor(t, e, map[uint64]slomaps.Entry{slo.id: slomaps.NewEntry(uint64(overloadBudget), 0.99, 1000, slot)})
 	ctl := newHogCtl(t)
 	var pinned []*proc
@@ -525,7 +529,7 @@ func TestGuestTopoOverload(t *testing.T) {
 	normal := realtime(t)
 	sig := make(chan bitVsMiss, 1)
 	go func() { sig <- pollBitVsMiss(m, slo.id, slot, 20*time.Second) }()
-	stopLoad := startSpinners(t, slo, overloadPerCPU*n)
+	load.run(t)
 	bv := <-sig
 	// The load runs: 60% of the machine in one 200 ms window. Not 80%:
 	// after every emulator stall longer than be_bound the best-effort
@@ -537,7 +541,7 @@ func TestGuestTopoOverload(t *testing.T) {
 	time.Sleep(5 * time.Second) // the measuring window: long, so one emulator stall weighs less
 	ctl.close(t)
 	attachedThroughout := e.Attached()
-	stopLoad() // so the starved hogs get to see the close
+	load.stop() // so the starved hogs get to see the close
 	normal()
 	var shares []float64
 	minShare, meanShare := 1.0, 0.0
@@ -678,29 +682,62 @@ func rawSleep(d time.Duration) {
 	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
-// startSpinners starts n busybox shell loops in cg (cheap to start,
-// one thread each, unlike a Go process); the returned func, also run at
-// cleanup, kills them.
-func startSpinners(t *testing.T, cg *cgroup, n int) (stop func()) {
+// spinners are busybox shell loops (cheap to start, one thread each,
+// unlike a Go process).
+type spinners struct {
+	cmds []*exec.Cmd
+}
+
+// startSpinners starts n spinners in cg, each stopped (it sends itself
+// SIGSTOP) before its loop, and waits until all are; run sets them
+// spinning at once. Started one by one while the earlier ones already
+// spin, each fork and exec would wait behind them: on 16 emulated vCPUs
+// starting 320 took over 6 minutes. stop, also run at cleanup, kills them.
+func startSpinners(t *testing.T, cg *cgroup, n int) *spinners {
 	t.Helper()
-	var cmds []*exec.Cmd
-	stop = func() {
-		for _, c := range cmds {
-			c.Process.Kill()
-			c.Wait()
-		}
-		cmds = nil
-	}
-	t.Cleanup(stop)
+	s := &spinners{}
+	t.Cleanup(s.stop)
 	for i := 0; i < n; i++ {
-		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		cmd := exec.Command("sh", "-c", "kill -STOP $$; while :; do :; done")
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg.fd}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting a spinner in %s: %v", cg.path, err)
 		}
-		cmds = append(cmds, cmd)
+		s.cmds = append(s.cmds, cmd)
 	}
-	return stop
+	waitFor(t, fmt.Sprintf("%d spinners in %s to stop before their loop", n, cg.path), time.Minute, func() bool {
+		for _, c := range s.cmds {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+			// The state follows the command, which is in parentheses.
+			if i := strings.LastIndexByte(string(b), ')'); err != nil || i < 0 || !strings.HasPrefix(string(b[i:]), ") T") {
+				return false
+			}
+		}
+		return true
+	})
+	return s
+}
+
+// run sets every spinner spinning.
+func (s *spinners) run(t *testing.T) {
+	t.Helper()
+	for _, c := range s.cmds {
+		if err := c.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatalf("SIGCONT to spinner %d: %v", c.Process.Pid, err)
+		}
+	}
+}
+
+// stop kills them all before it waits for any: each has to run to die,
+// and one at a time under an overload on 16 vCPUs took minutes.
+func (s *spinners) stop() {
+	for _, c := range s.cmds {
+		c.Process.Kill()
+	}
+	for _, c := range s.cmds {
+		c.Wait()
+	}
+	s.cmds = nil
 }
 
 // TestGuestTopoSysRq (issue 11, defect 9): SysRq-S, the operator's
