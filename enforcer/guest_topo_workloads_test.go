@@ -395,6 +395,14 @@ func startOn(t *testing.T, name string, cg *cgroup, cpus string, params map[stri
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s on CPUs %s in %s: %v", name, cpus, cg.path, err)
 	}
+	// A test that failed before its window closed leaves gap hogs
+	// spinning: the next tests would run beside them.
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 	return p
 }
 
