@@ -28,7 +28,8 @@
  * queues:
  * - per-CPU kernel threads (ksoftirqd/N, kworker/N, ...) go straight to
  *   their CPU's local DSQ: they can run nowhere else and are short, so
- *   they wait at most one running slice;
+ *   they wait at most one running slice (one handed back by the kernel
+ *   waits in PIN_DSQ and is its CPU's first dispatch);
  * - other tasks allowed on one CPU only (taskset, the static CPU manager
  *   of Kubernetes) wait in that CPU's own queues: PIN_DSQ for SLO tasks,
  *   keyed by deadline, and PIN_BE_DSQ for best-effort ones, in arrival
@@ -1150,6 +1151,7 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 {
 	u64 now = slo_now(), kp, ks, kb = ~0ULL;
 	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+	struct task_struct *head;
 	u32 dom = dom_of(cpu);
 	bool be_waiting, pin_be;
 
@@ -1158,6 +1160,19 @@ void BPF_STRUCT_OPS(slo_dispatch, s32 cpu, struct task_struct *prev)
 	unthrottle(now);
 	if (rescue(dom, cpu, now))
 		return;
+	/*
+	 * A per-CPU kthread handed back by the kernel waits in PIN_DSQ, keyed
+	 * by when it was queued; like one queued locally it goes first, even
+	 * before best-effort work past its bound. Where this CPU dispatches
+	 * more than be_bound apart (a vCPU the host leaves unrun), that bound
+	 * has passed at every dispatch, and kworkers waited until the
+	 * watchdog ejected us (7-13 s on 16 emulated vCPUs).
+	 */
+	head = slo_dsq_peek(PIN_DSQ(cpu));
+	if (head && is_pcpu_kthread(head) && slo_dsq_move_to_local(PIN_DSQ(cpu))) {
+		stat_inc(STAT_DISPATCH_SLO);
+		return;
+	}
 	kp = head_key(PIN_DSQ(cpu));
 	ks = head_key(SLO_DSQ(dom));
 	pin_be = scx_bpf_dsq_nr_queued(PIN_BE_DSQ(cpu)) > 0;
