@@ -118,29 +118,26 @@ static __always_inline void slot_uncount_waiting(u32 where)
 		__sync_fetch_and_add(&w->waiting, -1);
 }
 
+/* Each program that includes this header defines it: the cgroup id its
+ * accounting keys on (cgroup v2, or the cpu controller's v1 hierarchy). */
+static __always_inline u64 task_cgid(struct task_struct *p);
+
 /*
- * slot_hist_mine returns this CPU's histogram slot for cgid, whoever
- * holds it: the caller uses it if h->cgid == cgid, and may take it with
- * slot_hist_take if it is free (h->cgid == 0).
+ * slot_hist_of returns this CPU's histogram slot for cgid, the cgroup p
+ * waited in, taking it if free; NULL if another cgroup holds it. It
+ * takes a slot only while p is still in cgid (so the cgroup lives, and
+ * its removal will free the slot) and cgid has stats for userspace to
+ * add it to. task_cgid runs only then: a free slot is the rare case.
  */
-static __always_inline struct hist_slot *slot_hist_mine(u64 cgid)
+static __always_inline struct hist_slot *slot_hist_of(u64 cgid, struct task_struct *p)
 {
 	u32 k = bpf_get_smp_processor_id() * HIST_SLOTS_PER_CPU + slot_hash(cgid, HIST_SLOTS_PER_CPU);
-
-	return bpf_map_lookup_elem(&hist_slots, &k);
-}
-
-/*
- * slot_hist_take gives the free slot h to cgid and returns it, or NULL
- * if cgid has no stats for userspace to add it to. The caller makes sure
- * cgid lives (the task that waited is still in it), so that its removal
- * will free the slot.
- */
-static __always_inline struct hist_slot *slot_hist_take(struct hist_slot *h, u64 cgid)
-{
+	struct hist_slot *h = bpf_map_lookup_elem(&hist_slots, &k);
 	int i;
 
-	if (!cg_stats_get(cgid))
+	if (!h || h->cgid == cgid)
+		return h;
+	if (h->cgid || task_cgid(p) != cgid || !cg_stats_get(cgid))
 		return NULL;
 	/* Clear what a removed cgroup left, then own it. */
 	h->count = 0;

@@ -193,9 +193,7 @@ static __always_inline u64 end_wait(struct task_struct *p, u64 now)
 	cgid = m->cgid;
 	if (m->wait_slot)
 		slot_uncount_waiting(m->wait_slot);
-	h = slot_hist_mine(cgid);
-	if (h && h->cgid != cgid)
-		h = h->cgid || task_cgid(p) != cgid ? NULL : slot_hist_take(h, cgid);
+	h = slot_hist_of(cgid, p);
 	if (!h || !m->wait_slot) {
 		s = stats_of(cgid);
 		if (!s)

@@ -731,9 +731,7 @@ static __always_inline void end_wait(struct task_struct *p, struct task_ctx *t, 
 	cgid = t->wait_cgid;
 	cancel_wait(t);
 
-	h = slot_hist_mine(cgid);
-	if (h && h->cgid != cgid)
-		h = h->cgid || task_cgid(p) != cgid ? NULL : slot_hist_take(h, cgid);
+	h = slot_hist_of(cgid, p);
 	if (h) {
 		slot_hist_record(h, lat);
 	} else {
